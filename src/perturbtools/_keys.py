@@ -1,0 +1,52 @@
+"""The naming scheme: every ``obs``/``var``/``varm``/``uns`` key written by perturbtools is built here."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+PERTURBATION_KEY = "perturbation"
+CONTROL = "control"
+DELIMITER = "+"
+
+
+class LabelKeys(NamedTuple):
+    """``varm`` keys written by :func:`perturbtools.pp.deg_labels` (genes x perturbations frames)."""
+
+    mean: str
+    is_de: str
+    direction: str
+    fc: str
+    logfc: str
+    pvals: str
+    pvals_adj: str
+    scores: str
+    top20: str
+    top40: str
+    top50: str
+    large_effect: str
+    control_mean: str  # a ``var`` column
+
+
+def label_keys(prefix: str) -> LabelKeys:
+    """Keys of the label frames written under ``prefix``."""
+    return LabelKeys(*(f"{prefix}_{f}" for f in LabelKeys._fields))
+
+
+class PredictionKeys(NamedTuple):
+    """``varm`` keys written by a model's ``predict`` (genes x perturbations frames)."""
+
+    mean: str
+    de_proba: str
+    up_proba: str
+    logfc: str
+    mean_var: str
+
+
+def prediction_keys(prefix: str) -> PredictionKeys:
+    """Keys of the prediction frames written under ``prefix``."""
+    return PredictionKeys(*(f"{prefix}_{f}" for f in PredictionKeys._fields))
+
+
+def gi_key(prefix: str) -> str:
+    """``uns`` key of genetic-interaction scores computed from the result ``prefix``."""
+    return f"{prefix}_gi"

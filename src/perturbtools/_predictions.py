@@ -1,0 +1,79 @@
+"""The one result shape of every model, and the one path that writes it into AnnData."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from ._keys import prediction_keys
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+logger = logging.getLogger(__name__)
+
+
+class Predictions(NamedTuple):
+    """Predictions of one model: genes x perturbations DataFrames, ``None`` for outputs a model does not produce.
+
+    Attributes
+    ----------
+    mean
+        Predicted mean log expression.
+    de_proba
+        Probability that a gene is differentially expressed (subtask 1).
+    up_proba
+        Probability that a DEG goes up (subtask 2).
+    logfc
+        Predicted log2 fold change (subtask 3).
+    mean_var
+        Predictive variance of ``mean`` (uncertainty-aware models).
+    """
+
+    mean: pd.DataFrame | None = None
+    de_proba: pd.DataFrame | None = None
+    up_proba: pd.DataFrame | None = None
+    logfc: pd.DataFrame | None = None
+    mean_var: pd.DataFrame | None = None
+
+    @property
+    def perturbations(self) -> list[str]:
+        """Predicted perturbations."""
+        return next(f for f in self if f is not None).columns.tolist()
+
+    @classmethod
+    def from_arrays(cls, var_names: pd.Index, perturbations: list[str], **arrays: np.ndarray | None) -> Predictions:
+        """Build from perturbations x genes arrays."""
+        return cls(
+            **{
+                name: None if a is None else pd.DataFrame(np.asarray(a, dtype=np.float32).T, index=var_names, columns=perturbations)
+                for name, a in arrays.items()
+            }
+        )
+
+
+def write_predictions(adata: AnnData, preds: Predictions, key_added: str, params: dict[str, Any]) -> None:
+    """Write ``preds`` to ``adata.varm[f"{key_added}_{field}"]`` and ``params`` to ``adata.uns[key_added]``."""
+    keys = prediction_keys(key_added)
+    for field, frame in zip(Predictions._fields, preds, strict=True):
+        key = getattr(keys, field)
+        if frame is None:
+            adata.varm.pop(key, None)
+            continue
+        adata.varm[key] = frame.reindex(adata.var_names)
+    adata.uns[key_added] = {**params, "predicted": preds.perturbations}
+    logger.info("added `.varm[%r_*]` and `.uns[%r]`", key_added, key_added)
+
+
+def read_predictions(adata: AnnData, key: str) -> Predictions:
+    """Read the frames a model's ``predict`` wrote under ``key``."""
+    keys = prediction_keys(key)
+    frames = {f: adata.varm.get(getattr(keys, f)) for f in Predictions._fields}
+    if all(v is None for v in frames.values()):
+        msg = f"No predictions under `adata.varm[{key!r}_*]`. Run a `pt.tl` model's `.predict(key_added={key!r})` first."
+        raise KeyError(msg)
+    cols = next(v for v in frames.values() if v is not None).columns
+    return Predictions(**{f: None if v is None else v[cols] for f, v in frames.items()})

@@ -1,0 +1,97 @@
+"""Input validators: each error names the key and the fix."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+def _as_anndata(adata: Any, *, mod: str | None = None) -> AnnData:
+    """Return an AnnData, picking modality ``mod`` from a MuData."""
+    from anndata import AnnData
+
+    if isinstance(adata, AnnData):
+        return adata
+    if hasattr(adata, "mod") and isinstance(adata.mod, dict):
+        if mod is None:
+            msg = f"Got a MuData with modalities {list(adata.mod)}; pass one of them, e.g. `mdata.mod[{next(iter(adata.mod))!r}]`."
+            raise TypeError(msg)
+        if mod not in adata.mod:
+            msg = f"Modality {mod!r} not in the MuData; choose one of {list(adata.mod)}."
+            raise KeyError(msg)
+        return adata.mod[mod]
+    msg = f"Expected an AnnData, got {type(adata).__name__}."
+    raise TypeError(msg)
+
+
+def _check_obs_key(adata: AnnData, key: str) -> None:
+    if key not in adata.obs.columns:
+        msg = (
+            f"`adata.obs[{key!r}]` not found. Available columns: {list(adata.obs.columns)}. "
+            "Pass the column that holds perturbation labels as `perturbation_key=`."
+        )
+        raise KeyError(msg)
+
+
+def _check_control(adata: AnnData, key: str, control: str) -> None:
+    values = adata.obs[key]
+    if not (values == control).any():
+        cats = list(pd.unique(values.astype(str)))[:20]
+        msg = (
+            f"`control={control!r}` not found in `adata.obs[{key!r}]` (no control cells). "
+            f"Values include {cats}; pass the control label as `control=` (e.g. 'ctrl', 'non-targeting')."
+        )
+        raise ValueError(msg)
+
+
+def _check_unique_var_names(adata: AnnData) -> None:
+    if not adata.var_names.is_unique:
+        dup = adata.var_names[adata.var_names.duplicated()].unique()[:5].tolist()
+        msg = f"`adata.var_names` are not unique (e.g. {dup}). Run `adata.var_names_make_unique()` first."
+        raise ValueError(msg)
+
+
+def _check_layer(adata: AnnData, layer: str | None) -> None:
+    if layer is not None and layer not in adata.layers:
+        msg = f"`adata.layers[{layer!r}]` not found. Available layers: {list(adata.layers)}; or pass `layer=None` for `.X`."
+        raise KeyError(msg)
+
+
+def _check_values(X: np.ndarray | sparse.spmatrix, *, where: str, expect_log: bool = True) -> None:
+    """Fail on NaN/inf/negative values; warn when data look like raw counts but log data are expected."""
+    data = X.data if sparse.issparse(X) else np.asarray(X)
+    if data.size == 0:
+        return
+    if not np.all(np.isfinite(data)):
+        msg = f"{where} contains NaN or infinite values. Remove or impute them (e.g. `np.nan_to_num`) first."
+        raise ValueError(msg)
+    if data.min() < 0:
+        msg = f"{where} contains negative values; expected non-negative log1p-normalised expression. Did you pass scaled data? Use the unscaled layer via `layer=`."
+        raise ValueError(msg)
+    if expect_log and data.max() > 50 and np.allclose(data[: min(data.size, 10000)] % 1, 0):
+        warnings.warn(
+            f"{where} looks like raw counts (integers up to {data.max():.0f}); labels assume log-normalised data. "
+            "Run `sc.pp.normalize_total(adata, target_sum=1e4); sc.pp.log1p(adata)` first.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def _check_result(adata: AnnData, key: str, *, slot: str = "varm", producer: str) -> None:
+    store = getattr(adata, slot)
+    if key not in store:
+        msg = f"`adata.{slot}[{key!r}]` not found. Run `{producer}` first."
+        raise KeyError(msg)
+
+
+def _check_fitted(model: Any) -> None:
+    if not getattr(model, "is_fitted_", False):
+        msg = f"This {type(model).__name__} is not fitted yet. Call `.fit()` first."
+        raise RuntimeError(msg)

@@ -1,0 +1,38 @@
+"""Datasets: a simulator with known ground truth and loaders of real data (local folder or download)."""
+
+from ._datasets import (
+    adamson2016,
+    gene_aliases,
+    gene_summaries,
+    genept_subset,
+    go_annotations,
+    go_parents,
+    norman2019,
+    norman2019_subset,
+    papalexi2021,
+    papalexi2021_lowmoi,
+    perturbench_devel,
+    published_splits,
+    replogle2022,
+)
+from ._fetch import fetch
+from ._synthetic import INTERACTIONS, synthetic
+
+__all__ = [
+    "INTERACTIONS",
+    "adamson2016",
+    "fetch",
+    "gene_aliases",
+    "gene_summaries",
+    "genept_subset",
+    "go_annotations",
+    "go_parents",
+    "norman2019",
+    "norman2019_subset",
+    "papalexi2021",
+    "papalexi2021_lowmoi",
+    "perturbench_devel",
+    "published_splits",
+    "replogle2022",
+    "synthetic",
+]

@@ -1,0 +1,101 @@
+"""Numeric cores of the metrics: arrays in (perturbations x genes), arrays out. No AnnData."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def rowwise_pearson(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` (prediction) with the same row of ``b`` (truth), over ``mask`` entries.
+
+    A constant prediction against a varying truth scores 0 (it carries no linear information; e.g. the control mean's
+    Pearson delta); a constant truth, or fewer than 2 entries, gives NaN.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    m = np.ones(a.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    n = m.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ma = np.where(m, a, 0).sum(axis=1) / n
+        mb = np.where(m, b, 0).sum(axis=1) / n
+        da = np.where(m, a - ma[:, None], 0)
+        db = np.where(m, b - mb[:, None], 0)
+        ss_a = (da**2).sum(axis=1)
+        ss_b = (db**2).sum(axis=1)
+        r = (da * db).sum(axis=1) / np.sqrt(ss_a * ss_b)
+    r = np.where(ss_a <= 1e-24, 0.0, r)
+    return np.where((ss_b > 1e-24) & (n >= 2), r, np.nan)
+
+
+def rowwise_r2(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Coefficient of determination ``1 - SS_res / SS_tot`` of each row over ``mask`` entries."""
+    m = np.ones(true.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    n = m.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mt = np.where(m, true, 0).sum(axis=1) / n
+        ss_res = np.where(m, (true - pred) ** 2, 0).sum(axis=1)
+        ss_tot = np.where(m, (true - mt[:, None]) ** 2, 0).sum(axis=1)
+        r2 = 1 - ss_res / ss_tot
+    return np.where((ss_tot > 1e-12) & (n >= 2), r2, np.nan)
+
+
+def rowwise_mae(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Mean absolute error of each row over ``mask`` entries."""
+    err = np.abs(pred - true)
+    if mask is None:
+        return err.mean(axis=1)
+    with np.errstate(invalid="ignore"):
+        return np.where(mask, err, 0).sum(axis=1) / mask.sum(axis=1)
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """ROC-AUC by the Mann–Whitney rank statistic (ties count half); NaN with a single class."""
+    y = np.asarray(y, dtype=bool).ravel()
+    score = np.asarray(score, dtype=np.float64).ravel()
+    n_pos = y.sum()
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return np.nan
+    ranks = stats.rankdata(score)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def pr_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the precision–recall curve (average precision, as :func:`sklearn.metrics.average_precision_score`)."""
+    y = np.asarray(y, dtype=bool).ravel()
+    if y.sum() == 0:
+        return np.nan
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(y, np.asarray(score, dtype=np.float64).ravel()))
+
+
+def rank_metric(pred_delta: np.ndarray, true_delta: np.ndarray) -> np.ndarray:
+    """Rank metric of Wu et al.: for each true perturbation q, the share of the N predictions closer (cosine of deltas)
+    to q's truth than q's own prediction, ties counted half. 0 is best, about 0.5 is random (and constant predictions).
+    """
+
+    def unit(x):
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        return np.divide(x, norm, out=np.zeros_like(x, dtype=np.float64), where=norm > 0)
+
+    sim = unit(true_delta) @ unit(pred_delta).T  # true q x prediction j
+    own = np.diag(sim)[:, None]
+    tol = 1e-12
+    ties = (np.abs(sim - own) <= tol).sum(axis=1) - 1
+    return ((sim > own + tol).sum(axis=1) + 0.5 * ties) / sim.shape[0]
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float, int]:
+    """Mean and t-interval of finite ``values``: ``(mean, low, high, n)``."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    n = v.size
+    if n == 0:
+        return np.nan, np.nan, np.nan, 0
+    mean = float(v.mean())
+    if n == 1:
+        return mean, np.nan, np.nan, 1
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
+    return mean, mean - half, mean + half, n

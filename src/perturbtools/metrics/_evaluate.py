@@ -1,0 +1,259 @@
+"""One evaluation path for every model: expression metrics, subtask metrics, rank metric, strata, CIs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..pp._deg_core import fold_change, mean_from_fold_change
+from ..pp._split import unseen_labels
+from .._labelled import LabelledData
+from .._predictions import read_predictions
+from ._core import mean_ci, pr_auc, rank_metric, roc_auc, rowwise_mae, rowwise_pearson, rowwise_r2
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anndata import AnnData
+
+    from .._predictions import Predictions
+
+EXPRESSION_METRICS = (
+    "pearson", "pearson_delta", "pearson_de", "pearson_de_delta", "mae", "mae_de", "mse",
+    "r2_hvg", "r2_top50", "r2_large_effect", "rank",
+)  # fmt: skip
+SUBTASK_METRICS = (
+    "roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc",
+)  # fmt: skip
+
+
+class Scores(NamedTuple):
+    """What is scored for one model (perturbations x genes), and where each score came from."""
+
+    mean: np.ndarray
+    de_score: np.ndarray
+    up_score: np.ndarray
+    fc: np.ndarray
+    sources: dict[str, str]
+
+
+def prediction_scores(preds: Predictions, data: LabelledData, perturbations: Sequence[str]) -> Scores:
+    """Scores for every subtask and the expression metrics, whatever a model outputs.
+
+    Missing outputs are derived, so every model gets every metric:
+
+    - DE score: ``de_proba`` if predicted, else the ranking score ``|mean - mu_c|``;
+    - direction score: ``up_proba`` if predicted, else ``mean - mu_c``;
+    - fold change: ``2 ** logfc`` if predicted, else STAMP's FC of the predicted mean;
+    - mean: predicted if given, else ``mu_c + de_proba * (mean implied by FC - mu_c)`` (expected value).
+    """
+    perts = list(perturbations)
+    mu_c = data.control_mean
+
+    def get(frame):
+        return None if frame is None else frame[perts].to_numpy(np.float64).T
+
+    mean, de, up, logfc = get(preds.mean), get(preds.de_proba), get(preds.up_proba), get(preds.logfc)
+    sources = {}
+    if mean is None:
+        if logfc is None:
+            msg = "Predictions need at least a `mean` or a `logfc` frame."
+            raise ValueError(msg)
+        implied = mean_from_fold_change(2.0**logfc, mu_c, offset=data.fc_offset)
+        weight = 1.0 if de is None else de
+        mean = mu_c + weight * (implied - mu_c)
+        sources["mean"] = "mu_c + de_proba * (mean implied by predicted FC - mu_c)"
+    else:
+        sources["mean"] = "predicted"
+    delta = mean - mu_c
+    sources["de_score"] = "predicted de_proba" if de is not None else "|predicted mean - control mean|"
+    sources["up_score"] = "predicted up_proba" if up is not None else "predicted mean - control mean"
+    sources["fc"] = "2 ** predicted logfc" if logfc is not None else "fold change of predicted mean"
+    return Scores(
+        mean=mean,
+        de_score=np.abs(delta) if de is None else de,
+        up_score=delta if up is None else up,
+        fc=fold_change(mean, mu_c, offset=data.fc_offset) if logfc is None else 2.0**logfc,
+        sources=sources,
+    )
+
+
+def _subtask_rowwise(y_de, y_up, true_fc, s: Scores, mask):
+    out = {k: np.full(len(y_de), np.nan) for k in SUBTASK_METRICS}
+    for i in range(len(y_de)):
+        m = mask[i]
+        out["roc_auc_de"][i] = roc_auc(y_de[i][m], s.de_score[i][m])
+        out["pr_auc_de"][i] = pr_auc(y_de[i][m], s.de_score[i][m])
+        d = m & y_de[i]
+        out["roc_auc_dir"][i] = roc_auc(y_up[i][d], s.up_score[i][d])
+        out["pr_auc_dir"][i] = pr_auc(y_up[i][d], s.up_score[i][d])
+        if d.sum() >= 2:
+            out["pearson_fc"][i] = rowwise_pearson(true_fc[i][d][None], s.fc[i][d][None])[0]
+        if d.any():
+            out["mse_fc"][i] = float(np.mean((true_fc[i][d] - s.fc[i][d]) ** 2))
+    return out
+
+
+def _pooled(y_de, y_up, true_fc, s: Scores, mask) -> dict[str, float]:
+    d = mask & y_de
+    out = {
+        "roc_auc_de": roc_auc(y_de[mask], s.de_score[mask]),
+        "pr_auc_de": pr_auc(y_de[mask], s.de_score[mask]),
+        "roc_auc_dir": roc_auc(y_up[d], s.up_score[d]),
+        "pr_auc_dir": pr_auc(y_up[d], s.up_score[d]),
+        "pearson_fc": rowwise_pearson(true_fc[d][None], s.fc[d][None])[0] if d.sum() >= 2 else np.nan,
+        "mse_fc": float(np.mean((true_fc[d] - s.fc[d]) ** 2)) if d.any() else np.nan,
+        "n_entries": int(mask.sum()),
+        "n_de": int(d.sum()),
+    }
+    return out
+
+
+def evaluate_predictions(
+    preds: Predictions,
+    data: LabelledData,
+    perturbations: Sequence[str] | None = None,
+    *,
+    train: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate predictions against labels.
+
+    Parameters
+    ----------
+    preds
+        A model's predictions.
+    data
+        Labels (``LabelledData.from_adata``).
+    perturbations
+        Perturbations to score (predicted and labelled); default: all predicted ones that have labels.
+    train
+        Training perturbations, to stratify by how many target genes were unseen.
+
+    Returns
+    -------
+    ``(per_perturbation, pooled)``: one row per perturbation with the expression metrics of SPEC §6 and the subtask
+    metrics per perturbation (suffix ``_top40`` on the top-40 mask); and pooled subtask metrics over all
+    (perturbation, gene) entries, one row per stratum (``"all"``, ``"1/1 unseen"``, ``"0/2 unseen"``, …) and mask.
+    The control is the mean of the real control cells the labels were computed from.
+    """
+    labelled = set(data.perturbations)
+    perts = [p for p in (perturbations or preds.perturbations) if p in labelled]
+    if not perts:
+        msg = "None of the predicted perturbations has labels to score against."
+        raise ValueError(msg)
+    idx = data.index(perts)
+    s = prediction_scores(preds, data, perts)
+    mu, mu_c = data.mean[idx], data.control_mean
+    y_de, y_up = data.is_de[idx], data.direction[idx] > 0
+    true_fc, top20, top40 = data.fc[idx], data.top20[idx], data.top40[idx]
+    hvg = np.broadcast_to(data.hvg, mu.shape)
+    full = np.ones(mu.shape, dtype=bool)
+
+    per = pd.DataFrame(index=pd.Index(perts, name="perturbation"))
+    per["pearson"] = rowwise_pearson(s.mean, mu)
+    per["pearson_delta"] = rowwise_pearson(s.mean - mu_c, mu - mu_c)
+    per["pearson_de"] = rowwise_pearson(s.mean, mu, top20)
+    per["pearson_de_delta"] = rowwise_pearson(s.mean - mu_c, mu - mu_c, top20)
+    per["mae"] = rowwise_mae(s.mean, mu)
+    per["mae_de"] = rowwise_mae(s.mean, mu, top20)
+    per["mse"] = ((s.mean - mu) ** 2).mean(axis=1)
+    per["r2_hvg"] = rowwise_r2(s.mean, mu, hvg)
+    per["r2_top50"] = rowwise_r2(s.mean, mu, data.top50[idx])
+    per["r2_large_effect"] = rowwise_r2(s.mean, mu, data.large_effect[idx])
+    per["rank"] = rank_metric(s.mean - mu_c, mu - mu_c)
+    for suffix, mask in (("", full), ("_top40", top40)):
+        for name, values in _subtask_rowwise(y_de, y_up, true_fc, s, mask).items():
+            per[name + suffix] = values
+    per["n_de"] = y_de.sum(axis=1)
+    strata = unseen_labels(perts, train, control=data.control, delimiter=data.delimiter) if train is not None else None
+    per["unseen"] = strata.astype(str).to_numpy() if strata is not None else "n/a"
+
+    rows = []
+    groups = [("all", np.ones(len(perts), dtype=bool))]
+    if strata is not None:
+        groups += [(g, (strata == g).to_numpy()) for g in sorted(strata.astype(str).unique())]
+    for stratum, sel in groups:
+        for mask_name, mask in (("all", full), ("top40", top40)):
+            rows.append({"stratum": stratum, "mask": mask_name, "n_perturbations": int(sel.sum()),
+                         **_pooled(y_de[sel], y_up[sel], true_fc[sel], Scores(s.mean[sel], s.de_score[sel], s.up_score[sel], s.fc[sel], s.sources), mask[sel])})  # fmt: skip
+    pooled = pd.DataFrame(rows)
+    for frame in (per, pooled):
+        frame.attrs["control"] = "mean of the real control cells the labels were computed from"
+        frame.attrs["score_sources"] = s.sources
+    return per, pooled
+
+
+def evaluate(
+    adata: AnnData,
+    key: str,
+    *,
+    labels_key: str = "deg",
+    perturbations: Sequence[str] | None = None,
+    inplace: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate the predictions a model wrote under ``key`` against the labels under ``labels_key``.
+
+    Parameters
+    ----------
+    adata
+        AnnData with labels (:func:`perturbtools.pp.deg_labels`) and predictions (a ``pt.tl`` model's ``predict``).
+    key
+        ``key_added`` of the predictions.
+    labels_key
+        ``key_added`` of the labels.
+    perturbations
+        Perturbations to score; default: every predicted one with labels.
+    inplace
+        Also store both tables in ``adata.uns[key]["metrics"]`` / ``["pooled_metrics"]``.
+
+    Returns
+    -------
+    ``(per_perturbation, pooled)`` as in :func:`evaluate_predictions`, stratified by the training perturbations
+    recorded in ``adata.uns[key]``.
+    """
+    data = LabelledData.from_adata(adata, labels_key)
+    preds = read_predictions(adata, key)
+    train = adata.uns.get(key, {}).get("train_perturbations")
+    train = None if train is None else [str(p) for p in train]
+    per, pooled = evaluate_predictions(preds, data, perturbations, train=train)
+    if inplace:
+        adata.uns[key]["metrics"] = per.reset_index()
+        adata.uns[key]["pooled_metrics"] = pooled
+    return per, pooled
+
+
+def summarize(per_perturbation: pd.DataFrame, *, by: str | Sequence[str] | None = None, level: float = 0.95) -> pd.DataFrame:
+    """Mean and ``level`` t-interval of every numeric metric over perturbations (rows), optionally per group.
+
+    Returns
+    -------
+    Long DataFrame with columns ``[*by, "metric", "mean", "ci_low", "ci_high", "n"]``.
+    """
+    by = [by] if isinstance(by, str) else list(by or [])
+    numeric = [c for c in per_perturbation.select_dtypes("number").columns if c not in by and c not in ("fold", "n_de")]
+    groups = per_perturbation.groupby(by, observed=True, sort=True) if by else [((), per_perturbation)]
+    rows = []
+    for name, frame in groups:
+        keys = dict(zip(by, name if isinstance(name, tuple) else (name,), strict=True))
+        for metric in numeric:
+            mean, low, high, n = mean_ci(frame[metric].to_numpy(), level)
+            rows.append({**keys, "metric": metric, "mean": mean, "ci_low": low, "ci_high": high, "n": n})
+    return pd.DataFrame(rows)
+
+
+def compare(a: pd.Series, b: pd.Series) -> dict[str, float]:
+    """Paired comparison of one metric between two models over the same units (perturbations or folds).
+
+    Returns
+    -------
+    ``mean_difference`` (a - b), its 95% CI, the paired t-test and Wilcoxon signed-rank p-values, and ``n``.
+    """
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1).dropna()
+    diff = (both["a"] - both["b"]).to_numpy()
+    mean, low, high, n = mean_ci(diff)
+    t_p = float(stats.ttest_rel(both["a"], both["b"]).pvalue) if n > 1 and np.ptp(diff) > 0 else np.nan
+    w_p = float(stats.wilcoxon(diff).pvalue) if n > 1 and np.any(diff != 0) else np.nan
+    return {"mean_difference": mean, "ci_low": low, "ci_high": high, "ttest_p": t_p, "wilcoxon_p": w_p, "n": n}

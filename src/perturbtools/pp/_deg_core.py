@@ -1,0 +1,109 @@
+"""Numeric core of the subtask labels: grouped moments, Welch t-test, BH, fold changes. No AnnData."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy import sparse, special
+
+
+class GroupMoments(NamedTuple):
+    """Per-group cell count, mean and unbiased variance (groups x genes)."""
+
+    n: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+
+
+def group_moments(X, codes: np.ndarray, n_groups: int) -> GroupMoments:
+    """Means and unbiased variances of the rows of ``X`` grouped by ``codes`` in one pass of group sums.
+
+    Rows with a negative code are ignored. ``X`` may be dense or sparse; sums accumulate in float64.
+    """
+    keep = codes >= 0
+    rows = codes[keep]
+    cols = np.flatnonzero(keep)
+    indicator = sparse.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n_groups, X.shape[0]))
+    n = np.asarray(indicator.sum(axis=1)).ravel()
+    if sparse.issparse(X):
+        X = sparse.csr_matrix(X)
+        sums = (indicator @ X).toarray()
+        sq = X.copy()
+        sq.data = np.square(sq.data, dtype=np.float64)
+        sumsq = (indicator @ sq).toarray()
+    else:
+        X = np.asarray(X)
+        sums = np.asarray(indicator @ X, dtype=np.float64)
+        sumsq = np.asarray(indicator @ np.square(X, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = sums / n[:, None]
+        var = (sumsq / n[:, None] - mean**2) * (n / (n - 1))[:, None]
+    return GroupMoments(n, mean, var)
+
+
+def welch_t(mean1, var1, n1, mean2, var2, n2) -> tuple[np.ndarray, np.ndarray]:
+    """Welch's t statistic and two-sided p-value (as ``scipy.stats.ttest_ind_from_stats(equal_var=False)``).
+
+    Counts broadcast against the means: pass ``n[:, None]`` for per-group counts.
+
+    NaN scores (both groups constant) are set to 0 and NaN p-values to 1, as scanpy does.
+    """
+    vn1 = var1 / n1
+    vn2 = var2 / n2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se2 = vn1 + vn2
+        t = (mean1 - mean2) / np.sqrt(se2)
+        df = se2**2 / (vn1**2 / (n1 - 1) + vn2**2 / (n2 - 1))
+    df = np.where(np.isnan(df), 1.0, df)
+    p = 2 * special.stdtr(df, -np.abs(t))
+    t = np.where(np.isnan(t), 0.0, t)
+    p = np.where(np.isnan(p), 1.0, p)
+    return t, p
+
+
+def bh_adjust(pvals: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjustment along the last axis (each row its own family)."""
+    pvals = np.asarray(pvals, dtype=np.float64)
+    m = pvals.shape[-1]
+    order = np.argsort(pvals, axis=-1, kind="mergesort")
+    ranked = np.take_along_axis(pvals, order, axis=-1) * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[..., ::-1], axis=-1)[..., ::-1]
+    out = np.empty_like(ranked)
+    np.put_along_axis(out, order, np.minimum(ranked, 1.0), axis=-1)
+    return out
+
+
+def fold_change(mean_p: np.ndarray, mean_c: np.ndarray, *, offset: float = 0.1) -> np.ndarray:
+    """STAMP's fold change ``(expm1(mu_p + offset) + 1e-9) / (expm1(mu_c + offset) + 1e-9)``."""
+    return (np.expm1(mean_p + offset) + 1e-9) / (np.expm1(mean_c + offset) + 1e-9)
+
+
+def mean_from_fold_change(fc: np.ndarray, mean_c: np.ndarray, *, offset: float = 0.1) -> np.ndarray:
+    """Invert :func:`fold_change` for the perturbed mean."""
+    inner = np.maximum(fc * (np.expm1(mean_c + offset) + 1e-9) - 1e-9, -1 + 1e-12)
+    return np.log1p(inner) - offset
+
+
+def top_masks(scores: np.ndarray, logfc: np.ndarray, *, n_top40: int = 20, n_top20: int = 20, n_top50: int = 50):
+    """Evaluation masks from t-scores (perturbations x genes).
+
+    Returns ``top20`` (first 20 by |t|), ``top40`` (20 highest and 20 lowest t), ``top50`` (50 highest t) and
+    ``large_effect`` (top50 with |log2 FC| >= 1).
+    """
+    n_genes = scores.shape[1]
+
+    def mask_of(idx):
+        m = np.zeros(scores.shape, dtype=bool)
+        np.put_along_axis(m, idx, True, axis=1)
+        return m
+
+    def first(values, k):
+        k = min(k, n_genes)
+        return np.argsort(-values, axis=1, kind="stable")[:, :k]
+
+    top20 = mask_of(first(np.abs(scores), n_top20))
+    top40 = mask_of(first(scores, n_top40)) | mask_of(first(-scores, n_top40))
+    top50 = mask_of(first(scores, n_top50))
+    large = top50 & (np.abs(logfc) >= 1)
+    return top20, top40, top50, large

@@ -1,0 +1,3 @@
+from ..._labelled import LabelledData
+from ..._predictions import Predictions, read_predictions, write_predictions
+from ._model import PerturbationModel

@@ -1,0 +1,184 @@
+"""Base class of every ``pt.tl`` model: one ``fit`` / ``predict`` / ``save`` / ``load`` for all families."""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import numpy as np
+
+from ..._utils import _as_rng
+from ..._validation import _as_anndata, _check_fitted
+from ..._labelled import LabelledData
+from ..._predictions import Predictions, write_predictions
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anndata import AnnData
+
+logger = logging.getLogger(__name__)
+
+_STATE_FILE = "model.npz"
+_META_FILE = "model.json"
+
+
+class PerturbationModel(ABC):
+    """Base class of all ``pt.tl`` models.
+
+    Hyperparameters go to ``__init__`` and are saved; training arguments go to :meth:`fit`. Subclasses implement
+    ``_fit``, ``_predict`` and, for :meth:`save`, ``_get_state`` / ``_set_state`` (arrays only, no pickle).
+
+    Parameters
+    ----------
+    adata
+        Cells x genes AnnData labelled by :func:`perturbtools.pp.deg_labels`.
+    labels_key
+        ``key_added`` of those labels.
+    split_key
+        ``adata.uns`` key of a split from :func:`perturbtools.pp.split_perturbations`, used when :meth:`fit` and
+        :meth:`predict` get no perturbations.
+    """
+
+    _default_key: ClassVar[str] = "model"
+
+    def __init__(self, adata: AnnData, *, labels_key: str = "deg", split_key: str = "split", **hparams: Any) -> None:
+        self.adata = _as_anndata(adata)
+        self.data_ = LabelledData.from_adata(self.adata, labels_key)
+        self.data_keys_ = {"labels_key": labels_key, "split_key": split_key}
+        self.init_params_ = hparams
+        self.is_fitted_ = False
+        self.train_perturbations_: list[str] = []
+        self.history_ = None
+
+    def __repr__(self) -> str:
+        state = f"fitted on {len(self.train_perturbations_)} perturbations" if self.is_fitted_ else "not fitted"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.init_params_.items())}) [{state}]"
+
+    # ---------------------------------------------------------------- fit / predict
+    def _split(self, part: str) -> list[str] | None:
+        split = self.adata.uns.get(self.data_keys_["split_key"])
+        return None if split is None else [str(p) for p in split[part]]
+
+    def fit(self, perturbations: Sequence[str] | None = None, *, rng: int | np.random.Generator | None = 0, **train_kwargs: Any) -> Self:
+        """Fit on training perturbations.
+
+        Parameters
+        ----------
+        perturbations
+            Training perturbations; default: the split's ``train`` set, else every labelled perturbation.
+        rng
+            Seed or :class:`numpy.random.Generator`; ``0`` by default so results reproduce.
+        **train_kwargs
+            Training arguments of the model family.
+
+        Returns
+        -------
+        The fitted model.
+        """
+        train = list(perturbations) if perturbations is not None else (self._split("train") or list(self.data_.perturbations))
+        self.data_.index(train)  # clear error for unlabelled perturbations
+        if not train:
+            msg = "No training perturbations."
+            raise ValueError(msg)
+        self.train_perturbations_ = train
+        self._fit(train, rng=_as_rng(rng), **train_kwargs)
+        self.is_fitted_ = True
+        return self
+
+    def predict(
+        self, perturbations: Sequence[str] | None = None, *, key_added: str | None = None, inplace: bool = True
+    ) -> Predictions | None:
+        """Predict perturbations, seen or unseen, singles or combinations.
+
+        Parameters
+        ----------
+        perturbations
+            Labels to predict (need not be in the data); default: the split's ``test`` set, else every labelled one.
+        key_added
+            Prefix of the keys written (default: the model's name, e.g. ``"stamp"``).
+        inplace
+            Write into ``adata.varm`` / ``adata.uns``; else return the :class:`Predictions`.
+
+        Returns
+        -------
+        With ``inplace=False``, the predictions; else writes ``adata.varm[f"{key_added}_{field}"]`` for each field of
+        :class:`Predictions` the model produces, and ``adata.uns[key_added]`` (params, training and predicted
+        perturbations, labels key).
+        """
+        _check_fitted(self)
+        perts = list(perturbations) if perturbations is not None else (self._split("test") or list(self.data_.perturbations))
+        preds = self._predict(perts)
+        if not inplace:
+            return preds
+        write_predictions(self.adata, preds, key_added or self._default_key, params=self._params())
+        return None
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "model": type(self).__name__,
+            "params": {k: v for k, v in self.init_params_.items() if v is not None},
+            "labels_key": self.data_keys_["labels_key"],
+            "train_perturbations": list(self.train_perturbations_),
+        }
+
+    @abstractmethod
+    def _fit(self, train: list[str], *, rng: np.random.Generator, **train_kwargs: Any) -> None: ...
+
+    @abstractmethod
+    def _predict(self, perturbations: list[str]) -> Predictions: ...
+
+    # ---------------------------------------------------------------- save / load
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:  # noqa: B027
+        pass
+
+    def save(self, dir_path: str | Path, *, overwrite: bool = False) -> None:
+        """Save hyperparameters (JSON) and fitted state (``.npz`` of arrays; no pickle) into ``dir_path``."""
+        _check_fitted(self)
+        path = Path(dir_path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            msg = f"{path} exists and is not empty; pass `overwrite=True`."
+            raise FileExistsError(msg)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "class": type(self).__name__,
+            "init_params": self.init_params_,
+            "data_keys": self.data_keys_,
+            "train_perturbations": self.train_perturbations_,
+            "var_names": self.data_.var_names.tolist(),
+        }
+        (path / _META_FILE).write_text(json.dumps(meta, indent=1, default=_json_default))
+        np.savez(path / _STATE_FILE, **self._get_state())
+
+    @classmethod
+    def load(cls, dir_path: str | Path, adata: AnnData) -> Self:
+        """Load a model saved by :meth:`save` onto ``adata`` (same genes, labelled under the same key)."""
+        path = Path(dir_path)
+        meta = json.loads((path / _META_FILE).read_text())
+        if meta["class"] != cls.__name__:
+            msg = f"{path} holds a {meta['class']}, not a {cls.__name__}; use `pt.tl.{meta['class']}.load`."
+            raise TypeError(msg)
+        model = cls(adata, **meta["data_keys"], **meta["init_params"])
+        if model.data_.var_names.tolist() != meta["var_names"]:
+            msg = "`adata.var_names` differ from those the model was trained on; subset or reorder `adata` to match."
+            raise ValueError(msg)
+        with np.load(path / _STATE_FILE, allow_pickle=False) as state:
+            model._set_state(dict(state))
+        model.train_perturbations_ = list(meta["train_perturbations"])
+        model.is_fitted_ = True
+        return model
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    msg = f"Hyperparameter of type {type(obj).__name__} cannot be saved as JSON."
+    raise TypeError(msg)

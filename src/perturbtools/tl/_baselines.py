@@ -1,0 +1,314 @@
+"""The simple baselines every benchmark reports (numpy only)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..pp._embeddings import get_gene_embedding, perturbation_embedding
+from ._base import PerturbationModel, Predictions
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+logger = logging.getLogger(__name__)
+
+
+class _MeanModel(PerturbationModel):
+    """A model whose only output is a predicted mean per perturbation (perturbations x genes)."""
+
+    def _predict(self, perturbations: list[str]) -> Predictions:
+        return Predictions.from_arrays(self.data_.var_names, perturbations, mean=self._predict_mean(perturbations))
+
+    def _predict_mean(self, perturbations: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _noncontrol_mean(self, train: list[str]) -> np.ndarray:
+        idx = self.data_.index(train)
+        weights = self.data_.n_cells[idx]
+        return weights @ self.data_.mean[idx] / weights.sum()
+
+
+class ControlMean(_MeanModel):
+    """Predicts the control mean for every perturbation (Pearson delta is 0 by construction)."""
+
+    _default_key: ClassVar[str] = "control_mean"
+
+    def _fit(self, train, *, rng, **kwargs):
+        pass
+
+    def _predict_mean(self, perturbations):
+        return np.tile(self.data_.control_mean, (len(perturbations), 1))
+
+
+class NonControlMean(_MeanModel):
+    """Cell-weighted mean of all non-control training cells (Märtens et al.; "mean model" of Wong et al.)."""
+
+    _default_key: ClassVar[str] = "noncontrol_mean"
+
+    def _fit(self, train, *, rng, **kwargs):
+        self.mean_ = self._noncontrol_mean(train)
+
+    def _predict_mean(self, perturbations):
+        return np.tile(self.mean_, (len(perturbations), 1))
+
+    def _get_state(self):
+        return {"mean": self.mean_}
+
+    def _set_state(self, state):
+        self.mean_ = state["mean"]
+
+
+class CrisprInformedMean(NonControlMean):
+    """Non-control mean with each measured target gene set to 0x (CRISPRi/knockout) or 2x (CRISPRa) (Wong et al.).
+
+    Parameters
+    ----------
+    adata
+        Labelled AnnData.
+    modality
+        ``"CRISPRi"``, ``"CRISPRa"`` or ``"knockout"``; default: per perturbation from the labels
+        (``pt.pp.deg_labels(modality=...)`` or ``modality_key=``), else the training perturbations' modality.
+    **kwargs
+        ``labels_key``, ``split_key``.
+    """
+
+    _default_key: ClassVar[str] = "crispr_mean"
+    _FACTOR: ClassVar[dict[str, float]] = {"CRISPRi": 0.0, "knockout": 0.0, "CRISPRa": 2.0}
+
+    def __init__(self, adata: AnnData, *, modality: Literal["CRISPRi", "CRISPRa", "knockout"] | None = None, **kwargs: Any) -> None:
+        super().__init__(adata, modality=modality, **kwargs)
+
+    def _fit(self, train, *, rng, **kwargs):
+        super()._fit(train, rng=rng)
+        known = {self.data_.modality[p] for p in train} - {"unknown"}
+        fixed = self.init_params_.get("modality")
+        if fixed is None and len(known) != 1:
+            msg = (
+                "The CRISPR modality is unknown (or mixed) in the labels. Pass `modality=` here, or label with "
+                "`pt.pp.deg_labels(adata, modality='CRISPRi')` / `modality_key='perturbation_type'`."
+            )
+            raise ValueError(msg)
+        self.modality_ = fixed or known.pop()
+
+    def _predict_mean(self, perturbations):
+        out = np.tile(self.mean_, (len(perturbations), 1))
+        pos = {g: i for i, g in enumerate(self.data_.var_names)}
+        factor = self._FACTOR[self.modality_]
+        for row, p in enumerate(perturbations):
+            for g in self.data_.targets(p):
+                if g in pos:
+                    out[row, pos[g]] *= factor
+        return out
+
+    def _get_state(self):
+        return {"mean": self.mean_, "modality": np.array(self.modality_)}
+
+    def _set_state(self, state):
+        self.mean_ = state["mean"]
+        self.modality_ = str(state["modality"])
+
+
+class RandomPerturbation(_MeanModel):
+    """Predicts the pseudobulk of a training perturbation drawn at random (seeded; one draw per predicted label)."""
+
+    _default_key: ClassVar[str] = "random_perturbation"
+
+    def _fit(self, train, *, rng, **kwargs):
+        self.seed_ = int(rng.integers(2**31))
+
+    def _predict_mean(self, perturbations):
+        idx = self.data_.index(self.train_perturbations_)
+        rng = np.random.default_rng(self.seed_)
+        return self.data_.mean[idx[rng.integers(len(idx), size=len(perturbations))]]
+
+    def _get_state(self):
+        return {"seed": np.array(self.seed_)}
+
+    def _set_state(self, state):
+        self.seed_ = int(state["seed"])
+
+
+class _DeltaLookup(_MeanModel):
+    """Shared by models that combine training deltas of single-gene perturbations."""
+
+    def _single_deltas(self, train: list[str]) -> dict[str, np.ndarray]:
+        delta = self.data_.delta
+        out = {}
+        for p, row in zip(train, self.data_.index(train), strict=True):
+            genes = self.data_.targets(p)
+            if len(genes) == 1:
+                out[genes[0]] = delta[row]
+        return out
+
+
+class Additive(_DeltaLookup):
+    """Doubles as ``mu_c + delta_A + delta_B`` from the seen singles; other perturbations fall back to the
+    non-control mean (or the seen single itself).
+    """
+
+    _default_key: ClassVar[str] = "additive"
+
+    def _fit(self, train, *, rng, **kwargs):
+        self.singles_ = self._single_deltas(train)
+        self.fallback_ = self._noncontrol_mean(train)
+
+    def _predict_mean(self, perturbations):
+        out = []
+        for p in perturbations:
+            genes = self.data_.targets(p)
+            if genes and all(g in self.singles_ for g in genes):
+                out.append(self.data_.control_mean + sum(self.singles_[g] for g in genes))
+            else:
+                out.append(self.fallback_)
+        return np.vstack(out)
+
+    def _get_state(self):
+        return {"fallback": self.fallback_, **{f"single/{g}": d for g, d in self.singles_.items()}}
+
+    def _set_state(self, state):
+        self.fallback_ = state["fallback"]
+        self.singles_ = {k.split("/", 1)[1]: v for k, v in state.items() if k.startswith("single/")}
+
+
+class KNN(_MeanModel):
+    """k-nearest training perturbations in a gene-embedding space.
+
+    Perturbation embedding = mean of the target genes' rows. ``k=1`` is Märtens et al.'s comparator; ``k=5`` with
+    weights ``exp(-d_i) / sum_j exp(-d_j)`` is PerturbNet's. The predicted delta is the weighted mean of the
+    neighbours' deltas.
+
+    Parameters
+    ----------
+    adata
+        Labelled AnnData.
+    embedding
+        Genes x d DataFrame, or an ``adata.uns`` / ``adata.varm`` key holding one.
+    k
+        Number of neighbours.
+    weighted
+        Weight neighbours by ``exp(-distance)``; otherwise equally.
+    **kwargs
+        ``labels_key``, ``split_key``.
+    """
+
+    _default_key: ClassVar[str] = "knn"
+
+    def __init__(self, adata: AnnData, *, embedding: str | pd.DataFrame = "gene_emb", k: int = 1, weighted: bool = True, **kwargs: Any) -> None:
+        key = embedding if isinstance(embedding, str) else None
+        super().__init__(adata, embedding=key, k=k, weighted=weighted, **kwargs)
+        # ``embedding=None`` happens only in ``load``, which restores the table from the saved state
+        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
+
+    def _embed(self, perturbations):
+        return perturbation_embedding(self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter)
+
+    def _fit(self, train, *, rng, **kwargs):
+        self.train_emb_ = self._embed(train)
+        self.train_delta_ = self.data_.delta[self.data_.index(train)]
+
+    def _predict_mean(self, perturbations):
+        query = self._embed(perturbations)
+        dist = np.sqrt(np.maximum(((query[:, None, :] - self.train_emb_[None]) ** 2).sum(-1), 0))
+        k = min(self.init_params_["k"], len(self.train_emb_))
+        nn = np.argsort(dist, axis=1, kind="stable")[:, :k]
+        d = np.take_along_axis(dist, nn, axis=1)
+        w = np.exp(-(d - d.min(axis=1, keepdims=True))) if self.init_params_["weighted"] else np.ones_like(d)
+        w /= w.sum(axis=1, keepdims=True)
+        return self.data_.control_mean + np.einsum("qk,qkg->qg", w, self.train_delta_[nn])
+
+    def _get_state(self):
+        return {"train_emb": self.train_emb_, "train_delta": self.train_delta_, "embedding": self.embedding_.to_numpy(),
+                "embedding_genes": self.embedding_.index.to_numpy(dtype=str)}
+
+    def _set_state(self, state):
+        self.train_emb_, self.train_delta_ = state["train_emb"], state["train_delta"]
+        self.embedding_ = pd.DataFrame(state["embedding"], index=state["embedding_genes"].astype(str))
+
+
+class Linear(_MeanModel):
+    """Linear model of Ahlmann-Eltze et al. (2024), as used in PerturbNet's comparison.
+
+    With ``Y`` the genes x training-singles pseudobulk and ``b`` its row means, ``G`` the top-``n_components``
+    principal directions of ``Y - b`` (genes x k) and ``P`` the perturbation embedding of the training singles,
+    ``W = (G'G + λI)^-1 G'(Y - b) P (P'P + λI)^-1`` and a single is predicted as ``b + G W p'``. ``P`` is the rows of
+    ``G`` of the perturbed genes (the paper's default), or, with ``embedding=``, rows of any gene embedding (the
+    paper's variant with external embeddings; needed when targets are not measured). Doubles use
+    ``X_AB = X_A + X_B - X_control``. A target without an embedding row is predicted as ``b`` (the training mean);
+    ``n_fallback_`` counts those.
+
+    Parameters
+    ----------
+    adata
+        Labelled AnnData.
+    n_components
+        Number of principal components ``k``.
+    ridge
+        The ridge penalty λ.
+    embedding
+        Optional genes x d DataFrame (or ``adata.uns`` / ``adata.varm`` key) for ``P``.
+    **kwargs
+        ``labels_key``, ``split_key``.
+    """
+
+    _default_key: ClassVar[str] = "linear"
+
+    def __init__(
+        self, adata: AnnData, *, n_components: int = 10, ridge: float = 0.1, embedding: str | pd.DataFrame | None = None, **kwargs: Any
+    ) -> None:
+        key = embedding if isinstance(embedding, str) else None
+        super().__init__(adata, n_components=n_components, ridge=ridge, embedding=key, **kwargs)
+        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
+        self.n_fallback_ = 0
+
+    def _gene_rows(self) -> pd.DataFrame:
+        if self.embedding_ is not None:
+            return self.embedding_
+        return pd.DataFrame(self.G_, index=self.data_.var_names)
+
+    def _fit(self, train, *, rng, **kwargs):
+        singles = [p for p in train if len(self.data_.targets(p)) == 1]
+        Y = self.data_.mean[self.data_.index(singles)].T if singles else np.empty((len(self.data_.var_names), 0))
+        b = Y.mean(axis=1, keepdims=True) if singles else self.data_.control_mean[:, None]
+        k = min(self.init_params_["n_components"], Y.shape[1])
+        U, _, _ = np.linalg.svd(Y - b, full_matrices=False)
+        self.G_, self.b_ = U[:, :k], b.ravel()
+        rows = self._gene_rows()
+        usable = [i for i, p in enumerate(singles) if self.data_.targets(p)[0] in rows.index]
+        if not usable:
+            logger.warning("Linear: no training single has a measured target or an `embedding=` row; predicting b.")
+            self.W_ = np.zeros((k, rows.shape[1]))
+            return
+        P = rows.loc[[self.data_.targets(singles[i])[0] for i in usable]].to_numpy(np.float64)
+        lam = self.init_params_["ridge"]
+        G, Yc = self.G_, (Y - b)[:, usable]
+        left = np.linalg.solve(G.T @ G + lam * np.eye(k), G.T @ Yc)
+        self.W_ = left @ P @ np.linalg.inv(P.T @ P + lam * np.eye(P.shape[1]))
+
+    def _single(self, gene: str, rows: pd.DataFrame) -> np.ndarray:
+        if gene not in rows.index:
+            self.n_fallback_ += 1
+            return self.b_
+        return self.b_ + self.G_ @ self.W_ @ rows.loc[gene].to_numpy(np.float64)
+
+    def _predict_mean(self, perturbations):
+        rows = self._gene_rows()
+        out = []
+        for p in perturbations:
+            singles = [self._single(g, rows) for g in self.data_.targets(p)]
+            out.append(sum(singles) - (len(singles) - 1) * self.data_.control_mean)
+        return np.vstack(out)
+
+    def _get_state(self):
+        state = {"G": self.G_, "W": self.W_, "b": self.b_}
+        if self.embedding_ is not None:
+            state |= {"embedding": self.embedding_.to_numpy(), "embedding_genes": self.embedding_.index.to_numpy(dtype=str)}
+        return state
+
+    def _set_state(self, state):
+        self.G_, self.W_, self.b_ = state["G"], state["W"], state["b"]
+        if "embedding" in state:
+            self.embedding_ = pd.DataFrame(state["embedding"], index=state["embedding_genes"].astype(str))

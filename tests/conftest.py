@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+import perturbtools as pt
+
+matplotlib.use("agg")
+
+_DATA_ENV = "PERTURBTOOLS_DATA_DIR"
+_REQUIRE_ENV = "PERTURBTOOLS_REQUIRE_REALDATA"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run slow tests")
+    parser.addoption("--internet-tests", action="store_true", default=False, help="run tests that download data")
+
+
+def _real_data_dir() -> Path | None:
+    env = os.environ.get(_DATA_ENV)
+    if env and (Path(env) / "perturbench_devel" / "devel.h5ad").exists():
+        return Path(env)
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_slow = pytest.mark.skip(reason="needs --runslow")
+    skip_net = pytest.mark.skip(reason="needs --internet-tests")
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    has_cuda = importlib.util.find_spec("torch") is not None and __import__("torch").cuda.is_available()
+    data_dir = _real_data_dir()
+    for item in items:
+        if "slow" in item.keywords and not config.getoption("--runslow"):
+            item.add_marker(skip_slow)
+        if "internet" in item.keywords and not config.getoption("--internet-tests"):
+            item.add_marker(skip_net)
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+        if "realdata" in item.keywords and data_dir is None:
+            if os.environ.get(_REQUIRE_ENV) == "1":
+                msg = f"{_REQUIRE_ENV}=1 but {_DATA_ENV} does not point at the real data folder"
+                raise pytest.UsageError(msg)
+            item.add_marker(pytest.mark.skip(reason=f"set {_DATA_ENV} to the real data folder"))
+
+
+@pytest.fixture
+def adata():
+    """600 cells x 60 genes, 6 singles + 3 doubles + control, log-normalised, seed-fixed."""
+    return pt.data.synthetic(n_cells=600, n_genes=60, n_perturbations=6, n_doubles=3, rng=0)
+
+
+@pytest.fixture
+def labelled_adata(adata):
+    pt.pp.deg_labels(adata, modality_key="perturbation_type")
+    pt.pp.add_gene_embedding(adata, adata.uns["synthetic"]["gene_embedding"], key_added="gene_emb")
+    return adata
+
+
+@pytest.fixture(scope="session")
+def norman():
+    """Real Norman 2019 K562 CRISPRa subset with labels (read-only: copy before changing)."""
+    a = pt.data.norman2019_subset()
+    pt.pp.deg_labels(a, modality_key="perturbation_type")
+    return a
+
+
+@pytest.fixture(scope="session")
+def papalexi():
+    """Real Papalexi 2021 THP-1 knockouts, log-normalised, with labels (read-only)."""
+    a = pt.data.papalexi2021_lowmoi()
+    pt.pp.deg_labels(a, modality_key="perturbation_type")
+    return a
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+from scipy import sparse, stats
+from statsmodels.stats.multitest import multipletests
+
+import perturbtools as pt
+from perturbtools._keys import label_keys
+from perturbtools.pp._deg_core import bh_adjust, fold_change, group_moments, welch_t
+
+
+def _scanpy_frames(adata, perts):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sc.tl.rank_genes_groups(adata, "perturbation", method="t-test", reference="control", use_raw=False, n_genes=adata.n_vars)
+    r = adata.uns["rank_genes_groups"]
+    out = {}
+    for p in perts:
+        df = pd.DataFrame({k: r[k][p] for k in ("names", "scores", "pvals", "pvals_adj", "logfoldchanges")})
+        out[p] = df.set_index("names").loc[adata.var_names]
+    return out
+
+
+def _assert_equals_scanpy(adata):
+    pt.pp.deg_labels(adata, fc_offset=0.0, min_cells=2)
+    perts = list(adata.uns["deg"]["perturbations"])
+    ref = _scanpy_frames(adata.copy(), perts)
+    keys = label_keys("deg")
+    # scanpy squares float32 input in float32; we accumulate in float64 (and match scipy in float64, below)
+    rtol = 1e-7 if adata.X.dtype == np.float64 else 1e-4
+    for p in perts:
+        np.testing.assert_allclose(adata.varm[keys.scores][p], ref[p]["scores"], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(adata.varm[keys.pvals][p], ref[p]["pvals"], rtol=rtol, atol=1e-12)
+        np.testing.assert_allclose(adata.varm[keys.pvals_adj][p], ref[p]["pvals_adj"], rtol=rtol, atol=1e-12)
+        np.testing.assert_allclose(adata.varm[keys.logfc][p], ref[p]["logfoldchanges"], rtol=1e-4, atol=1e-4)
+    X = adata.X.toarray() if sparse.issparse(adata.X) else adata.X
+    labels = adata.obs["perturbation"].astype(str).to_numpy()
+    exact = stats.ttest_ind(X[labels == perts[0]].astype(np.float64), X[labels == "control"].astype(np.float64), equal_var=False)
+    np.testing.assert_allclose(adata.varm[keys.pvals][perts[0]], np.nan_to_num(exact.pvalue, nan=1.0), rtol=1e-9, atol=1e-300)
+
+
+def test_equals_scanpy_synthetic_sparse(adata):
+    _assert_equals_scanpy(adata)
+
+
+def test_equals_scanpy_synthetic_dense(adata):
+    adata.X = adata.X.toarray()
+    _assert_equals_scanpy(adata)
+
+
+@pytest.mark.realdata
+def test_equals_scanpy_real_norman():
+    _assert_equals_scanpy(pt.data.norman2019_subset())
+
+
+@pytest.mark.realdata
+def test_equals_scanpy_real_papalexi():
+    _assert_equals_scanpy(pt.data.papalexi2021_lowmoi())
+
+
+def test_core_matches_scipy():
+    rng = np.random.default_rng(1)
+    X = rng.gamma(1.0, 1.0, (50, 7))
+    codes = np.repeat([0, 1, 2], [20, 12, 18])
+    m = group_moments(sparse.csr_matrix(X), codes, 3)
+    np.testing.assert_allclose(m.mean[1], X[20:32].mean(0))
+    np.testing.assert_allclose(m.var[1], X[20:32].var(0, ddof=1))
+    t, p = welch_t(m.mean[1:], m.var[1:], m.n[1:, None], m.mean[0], m.var[0], m.n[0])
+    ref = stats.ttest_ind(X[20:32], X[:20], equal_var=False)
+    np.testing.assert_allclose(t[0], ref.statistic)
+    np.testing.assert_allclose(p[0], ref.pvalue)
+    pv = rng.random((4, 30)) ** 3
+    np.testing.assert_allclose(bh_adjust(pv), np.vstack([multipletests(r, method="fdr_bh")[1] for r in pv]))
+
+
+def test_labels_follow_spec(adata):
+    pt.pp.deg_labels(adata, pval_cutoff=0.01, fc_offset=0.1)
+    keys = label_keys("deg")
+    is_de, direction, fc = adata.varm[keys.is_de], adata.varm[keys.direction], adata.varm[keys.fc]
+    assert (is_de == (adata.varm[keys.pvals_adj] <= 0.01)).all().all()
+    assert ((direction != 0) == is_de).all().all()
+    assert (direction[is_de & (fc >= 1)] == 1).sum().sum() == (is_de & (fc >= 1)).sum().sum()
+    mu_c = adata.var[keys.control_mean].to_numpy()
+    p = adata.uns["deg"]["perturbations"][0]
+    np.testing.assert_allclose(fc[p], fold_change(adata.varm[keys.mean][p].to_numpy(), mu_c, offset=0.1), rtol=1e-5)
+    top40 = adata.varm[keys.top40]
+    assert (top40.sum() == 40).all()
+    assert (adata.varm[keys.top20].sum() == 20).all()
+    scores = adata.varm[keys.scores][p]
+    assert set(scores.abs().nlargest(20).index) == set(adata.varm[keys.top20].index[adata.varm[keys.top20][p]])
+    assert (adata.varm[keys.large_effect] <= adata.varm[keys.top50]).all().all()
+    # the simulator's knocked-down targets must be called DEGs going down
+    for target in [q for q in adata.uns["deg"]["perturbations"] if "+" not in q]:
+        assert is_de.loc[target, target] and direction.loc[target, target] == -1
+
+
+def test_keys_dtypes_copy_and_roundtrip(adata, tmp_path):
+    before = adata.copy()
+    out = pt.pp.deg_labels(adata, copy=True)
+    assert set(adata.varm.keys()) == set(before.varm.keys()) and "deg" not in adata.uns
+    keys = label_keys("deg")
+    assert out.varm[keys.is_de].dtypes.eq(bool).all()
+    assert out.varm[keys.direction].dtypes.eq(np.int8).all()
+    out.write_h5ad(tmp_path / "x.h5ad")
+    back = ad.read_h5ad(tmp_path / "x.h5ad")
+    for key in keys:
+        if key == keys.control_mean:
+            np.testing.assert_array_equal(back.var[key], out.var[key])
+            continue
+        pd.testing.assert_frame_equal(back.varm[key], out.varm[key])
+    np.testing.assert_array_equal(back.uns["deg"]["perturbations"], out.uns["deg"]["perturbations"])
+    assert back.uns["deg"]["params"]["fc_offset"] == 0.1
+
+
+def test_bad_input(adata):
+    with pytest.raises(KeyError, match="perturbation_key"):
+        pt.pp.deg_labels(adata, "condition")
+    with pytest.raises(ValueError, match="control="):
+        pt.pp.deg_labels(adata, control="ctrl")
+    bad = adata.copy()
+    bad.X = bad.X.toarray()
+    bad.X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        pt.pp.deg_labels(bad)
+    bad.X[0, 0] = -1
+    with pytest.raises(ValueError, match="negative"):
+        pt.pp.deg_labels(bad)
+    with pytest.warns(UserWarning, match="raw counts"):
+        pt.pp.deg_labels(adata, layer="counts", copy=True)
+    with pytest.raises(KeyError, match="layers"):
+        pt.pp.deg_labels(adata, layer="nope")
+    dup = adata.copy()
+    dup.var_names = ["G"] * dup.n_vars
+    with pytest.raises(ValueError, match="var_names_make_unique"):
+        pt.pp.deg_labels(dup)
+    few = adata[~((adata.obs["perturbation"] == adata.obs["perturbation"].cat.categories[1]) & (np.arange(adata.n_obs) % 50 != 0))].copy()
+    with pytest.warns(UserWarning, match="min_cells"):
+        pt.pp.deg_labels(few, min_cells=5)
+    with pytest.raises(ValueError, match="modality"):
+        pt.pp.deg_labels(adata, modality="CRISPRz", copy=True)
+
+
+def test_mudata_needs_modality(adata):
+    mudata = pytest.importorskip("mudata")
+    md = mudata.MuData({"rna": adata})
+    with pytest.raises(TypeError, match="rna"):
+        pt.pp.deg_labels(md)
+    pt.pp.deg_labels(md, mod="rna")
+    assert "deg_is_de" in md.mod["rna"].varm

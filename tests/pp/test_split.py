@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import pytest
+
+import perturbtools as pt
+
+
+def test_split_disjoint_and_seeded(labelled_adata):
+    pt.pp.split_perturbations(labelled_adata, test_size=0.3, val_size=0.2, rng=1)
+    s = labelled_adata.uns["split"]
+    sets = [set(s[k]) for k in ("train", "val", "test")]
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    assert set.union(*sets) == set(labelled_adata.uns["deg"]["perturbations"])
+    again = pt.pp.split_perturbations(labelled_adata, test_size=0.3, val_size=0.2, rng=1, copy=True)
+    assert again.uns["split"]["test"] == s["test"]
+    with pytest.raises(ValueError, match="no training"):
+        pt.pp.split_perturbations(labelled_adata, test_size=0.6, val_size=0.5)
+
+
+def test_kfold_covers_each_once():
+    perts = [f"P{i}" for i in range(11)]
+    tested = [p for _, test in pt.pp.kfold_perturbations(perts, 4, rng=0) for p in test]
+    assert sorted(tested) == sorted(perts)
+    for train, test in pt.pp.kfold_perturbations(perts, 4, rng=0):
+        assert not set(train) & set(test)
+
+
+def test_unseen_labels():
+    labels = pt.pp.unseen_labels(["A", "C", "A+B", "A+C", "C+D"], train=["A", "B+E"])
+    assert labels.to_dict() == {"A": "0/1 unseen", "C": "1/1 unseen", "A+B": "0/2 unseen", "A+C": "1/2 unseen", "C+D": "2/2 unseen"}

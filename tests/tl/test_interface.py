@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+import perturbtools as pt
+from perturbtools._keys import prediction_keys
+
+BASELINES = [
+    (pt.tl.ControlMean, {}),
+    (pt.tl.NonControlMean, {}),
+    (pt.tl.CrisprInformedMean, {}),
+    (pt.tl.RandomPerturbation, {}),
+    (pt.tl.Additive, {}),
+    (pt.tl.KNN, {"k": 5}),
+    (pt.tl.Linear, {"n_components": 3}),
+    (pt.tl.Linear, {"n_components": 3, "embedding": "gene_emb"}),
+]
+
+
+def models():
+    """Every model family; torch ones are appended by their own test modules' parametrisation."""
+    return BASELINES
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), models(), ids=lambda x: getattr(x, "__name__", ""))
+def test_fit_predict_save_load(labelled_adata, tmp_path, cls, kwargs):
+    pt.pp.split_perturbations(labelled_adata, test_size=0.3, val_size=0.0)
+    split = labelled_adata.uns["split"]
+    model = cls(labelled_adata, **kwargs).fit()
+    assert model.train_perturbations_ == split["train"]
+    model.predict()
+    keys = prediction_keys(cls._default_key)
+    frame = labelled_adata.varm[keys.mean]
+    assert frame.shape == (labelled_adata.n_vars, len(split["test"]))
+    assert list(frame.columns) == split["test"]
+    assert labelled_adata.uns[cls._default_key]["model"] == cls.__name__
+    preds = model.predict(inplace=False)
+    pd.testing.assert_frame_equal(preds.mean, frame)
+    model.save(tmp_path / "m")
+    with pytest.raises(FileExistsError):
+        model.save(tmp_path / "m")
+    loaded = cls.load(tmp_path / "m", labelled_adata)
+    pd.testing.assert_frame_equal(loaded.predict(inplace=False).mean, preds.mean)
+    labelled_adata.write_h5ad(tmp_path / "x.h5ad")
+    back = ad.read_h5ad(tmp_path / "x.h5ad")
+    pd.testing.assert_frame_equal(back.varm[keys.mean], frame)
+    per, _ = pt.metrics.evaluate(back, cls._default_key)
+    assert len(per) == len(split["test"])
+
+
+def test_predict_before_fit(labelled_adata):
+    with pytest.raises(RuntimeError, match="fit"):
+        pt.tl.NonControlMean(labelled_adata).predict()
+
+
+def test_missing_labels(adata):
+    with pytest.raises(KeyError, match="deg_labels"):
+        pt.tl.NonControlMean(adata)
+
+
+def test_load_checks_class_and_genes(labelled_adata, tmp_path):
+    pt.tl.NonControlMean(labelled_adata).fit().save(tmp_path / "m")
+    with pytest.raises(TypeError, match="NonControlMean"):
+        pt.tl.ControlMean.load(tmp_path / "m", labelled_adata)
+    other = labelled_adata[:, ::-1].copy()
+    with pytest.raises(ValueError, match="var_names"):
+        pt.tl.NonControlMean.load(tmp_path / "m", other)
+
+
+def test_unlabelled_training_perturbation(labelled_adata):
+    with pytest.raises(KeyError, match="no labels"):
+        pt.tl.NonControlMean(labelled_adata).fit(["NOT_A_PERT"])
+
+
+def test_input_not_modified_by_inplace_false(labelled_adata):
+    before = set(labelled_adata.varm.keys()), set(labelled_adata.uns.keys())
+    pt.tl.NonControlMean(labelled_adata).fit().predict(inplace=False)
+    assert (set(labelled_adata.varm.keys()), set(labelled_adata.uns.keys())) == before
+    assert np.isfinite(labelled_adata.varm["deg_mean"].to_numpy()).all()
