@@ -64,20 +64,34 @@ def _check_layer(adata: AnnData, layer: str | None) -> None:
         raise KeyError(msg)
 
 
-def _check_values(X: np.ndarray | sparse.spmatrix, *, where: str, expect_log: bool = True) -> None:
-    """Fail on NaN/inf/negative values; warn when data look like raw counts but log data are expected."""
+def _check_values(
+    X: np.ndarray | sparse.spmatrix,
+    *,
+    where: str,
+    expect_log: bool = True,
+    summary: tuple[float, float, int] | None = None,
+) -> None:
+    """Fail on NaN/inf/negative values; warn when data look like raw counts but log data are expected.
+
+    ``summary = (min, max, n_nonfinite)`` of the values, when already computed in another pass over ``X``.
+    """
     data = X.data if sparse.issparse(X) else np.asarray(X)
     if data.size == 0:
         return
-    if not np.all(np.isfinite(data)):
-        msg = f"{where} contains NaN or infinite values. Remove or impute them (e.g. `np.nan_to_num`) first."
+    if summary is None:
+        finite = np.isfinite(data)
+        summary = (data[finite].min(), data[finite].max(), int(data.size - finite.sum())) if finite.any() else (0, 0, data.size)
+    vmin, vmax, n_bad = summary
+    if n_bad:
+        msg = f"{where} contains {n_bad} NaN or infinite values. Remove or impute them (e.g. `np.nan_to_num`) first."
         raise ValueError(msg)
-    if data.min() < 0:
+    if vmin < 0:
         msg = f"{where} contains negative values; expected non-negative log1p-normalised expression. Did you pass scaled data? Use the unscaled layer via `layer=`."
         raise ValueError(msg)
-    if expect_log and data.max() > 50 and np.allclose(data[: min(data.size, 10000)] % 1, 0):
+    sample = data.ravel()[: min(data.size, 10000)]
+    if expect_log and vmax > 50 and np.allclose(sample % 1, 0):
         warnings.warn(
-            f"{where} looks like raw counts (integers up to {data.max():.0f}); labels assume log-normalised data. "
+            f"{where} looks like raw counts (integers up to {vmax:.0f}); labels assume log-normalised data. "
             "Run `sc.pp.normalize_total(adata, target_sum=1e4); sc.pp.log1p(adata)` first.",
             UserWarning,
             stacklevel=3,

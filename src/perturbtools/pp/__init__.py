@@ -2,7 +2,7 @@
 
 from ._deg import deg_labels
 from ._embeddings import add_gene_embedding, embedding_coverage, get_gene_embedding, perturbation_embedding, read_gene_embedding
-from ._gene_embeddings import go_embedding, go_matrix, pca_embedding, text_embedding
+from ._gene_embeddings import go_embedding, go_matrix, pca_embedding, reduce_embedding, text_embedding
 from ._perturbations import canonical_label, parse_perturbation, perturbation_genes, standardize_perturbations
 from ._pseudobulk import pseudobulk
 from ._split import kfold_perturbations, split_perturbations, unseen_labels
@@ -23,6 +23,7 @@ __all__ = [
     "parse_perturbation",
     "perturbation_genes",
     "pseudobulk",
+    "reduce_embedding",
     "split_perturbations",
     "standardize_perturbations",
     "unseen_labels",

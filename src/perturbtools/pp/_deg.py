@@ -128,13 +128,19 @@ def deg_labels(
     if modality_key is not None:
         _check_obs_key(adata, modality_key)
     X = _get_matrix(adata, layer)
-    _check_values(X, where=f"`adata.{'X' if layer is None else f'layers[{layer!r}]'}`")
-
-    labels = adata.obs[perturbation_key].astype(str).to_numpy()
-    names, codes = np.unique(labels, return_inverse=True)
+    column = adata.obs[perturbation_key]
+    if not isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(str).astype("category")
+    names = np.asarray(column.cat.categories.astype(str))
+    codes = column.cat.codes.to_numpy(np.int64)
+    labels = None  # built lazily (only modality_key needs per-cell labels)
     moments = group_moments(X, codes, len(names))
+    _check_values(
+        X, where=f"`adata.{'X' if layer is None else f'layers[{layer!r}]'}`",
+        summary=(moments.value_min, moments.value_max, moments.n_nonfinite),
+    )  # fmt: skip
     ctrl = int(np.flatnonzero(names == control)[0])
-    too_few = [str(p) for i, p in enumerate(names) if i != ctrl and moments.n[i] < min_cells]
+    too_few = [str(p) for i, p in enumerate(names) if i != ctrl and 0 < moments.n[i] < min_cells]  # unused categories: dropped
     if moments.n[ctrl] < 2:
         msg = f"Only {int(moments.n[ctrl])} control cell(s) labelled {control!r}; the t-test needs at least 2."
         raise ValueError(msg)
@@ -162,6 +168,8 @@ def deg_labels(
     direction = np.where(is_de, np.where(fc >= 1, 1, -1), 0).astype(np.int8)
     top20, top40, top50, large = top_masks(scores, logfc)
 
+    if modality_key is not None:
+        labels = names[codes]
     modalities = _modalities(adata, labels, perts, modality, modality_key)
     adata = adata.copy() if copy else adata
     keys = label_keys(key_added)

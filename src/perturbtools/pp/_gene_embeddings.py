@@ -224,3 +224,36 @@ def pca_embedding(
     k = min(n_components, vt.shape[0])
     loadings = (vt[:k].T * s[:k]).astype(np.float32)
     return pd.DataFrame(loadings, index=data.var_names, columns=[f"pc{i}" for i in range(k)])
+
+
+def reduce_embedding(
+    embeddings: pd.DataFrame | Sequence[pd.DataFrame], *, n_components: int = 50, rng: int | np.random.Generator | None = 0
+) -> pd.DataFrame:
+    """Top principal components of one gene embedding, or of several concatenated (genes in all of them).
+
+    Each table is z-scored per column and scaled by ``1/sqrt(n_columns)`` before concatenation so that no table
+    dominates by its width (Märtens et al. use PCA-50 of text, sequence or both).
+
+    Returns
+    -------
+    DataFrame genes x ``min(n_components, ...)``.
+    """
+    from sklearn.decomposition import PCA
+
+    tables = [embeddings] if isinstance(embeddings, pd.DataFrame) else list(embeddings)
+    genes = tables[0].index
+    for t in tables[1:]:
+        genes = genes.intersection(t.index, sort=False)
+    if len(genes) == 0:
+        msg = "The embeddings share no gene."
+        raise ValueError(msg)
+    parts = []
+    for t in tables:
+        v = t.loc[genes].to_numpy(np.float64)
+        sd = v.std(axis=0)
+        parts.append((v - v.mean(axis=0)) / np.where(sd > 0, sd, 1) / np.sqrt(v.shape[1]))
+    X = np.hstack(parts)
+    k = min(n_components, *X.shape)
+    seed = int(np.random.default_rng(rng).integers(2**31))
+    pcs = PCA(n_components=k, random_state=seed).fit_transform(X)
+    return pd.DataFrame(pcs.astype(np.float32), index=genes, columns=[f"pc{i}" for i in range(k)])

@@ -1,0 +1,4 @@
+from ._model import GPModel
+from ._module import SharedRBFGP
+
+__all__ = ["GPModel", "SharedRBFGP"]

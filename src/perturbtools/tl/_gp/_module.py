@@ -1,0 +1,57 @@
+"""Exact multi-output GP with shared RBF hyperparameters (torch, float64). Tensors in, tensors out."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SharedRBFGP(nn.Module):
+    """Independent GPs for every output column sharing one RBF kernel (variance, lengthscale) and one noise variance.
+
+    The summed log marginal likelihood over ``G`` outputs needs one Cholesky of the ``N x N`` kernel:
+    ``-log p(Y) = 0.5 tr(K^-1 Y Y') + G sum(log diag L) + 0.5 N G log(2 pi)``, and ``S = Y Y'`` is formed once, so a
+    step costs ``O(N^3)`` whatever the number of genes.
+    """
+
+    def __init__(self, lengthscale: float = 1.0, variance: float = 1.0, noise: float = 0.1, jitter: float = 1e-6) -> None:
+        super().__init__()
+        self.log_lengthscale = nn.Parameter(torch.tensor(math.log(lengthscale), dtype=torch.float64))
+        self.log_variance = nn.Parameter(torch.tensor(math.log(variance), dtype=torch.float64))
+        self.log_noise = nn.Parameter(torch.tensor(math.log(noise), dtype=torch.float64))
+        self.jitter = jitter
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        """Current lengthscale, variance and noise."""
+        return {k: float(torch.exp(getattr(self, f"log_{k}").detach())) for k in ("lengthscale", "variance", "noise")}
+
+    def kernel(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """RBF kernel ``variance * exp(-|x1 - x2|^2 / (2 lengthscale^2))``."""
+        d2 = torch.cdist(x1, x2).pow(2)
+        return torch.exp(self.log_variance) * torch.exp(-0.5 * d2 / torch.exp(2 * self.log_lengthscale))
+
+    def _chol(self, x: torch.Tensor) -> torch.Tensor:
+        K = self.kernel(x, x)
+        K = K + (torch.exp(self.log_noise) + self.jitter) * torch.eye(len(x), dtype=x.dtype, device=x.device)
+        return torch.linalg.cholesky(K)
+
+    def neg_mll(self, x: torch.Tensor, S: torch.Tensor, n_outputs: int) -> torch.Tensor:
+        """Negative log marginal likelihood summed over outputs, per output entry; ``S = Y Y'``."""
+        L = self._chol(x)
+        Kinv = torch.cholesky_inverse(L)
+        n = len(x)
+        nll = 0.5 * (Kinv * S).sum() + n_outputs * torch.log(torch.diagonal(L)).sum() + 0.5 * n * n_outputs * math.log(2 * math.pi)
+        return nll / (n * n_outputs)
+
+    def posterior(self, x: torch.Tensor, y: torch.Tensor, x_new: torch.Tensor, *, full_cov: bool = False):
+        """Posterior mean ``(M, G)`` and latent variance ``(M,)`` (or ``(M, M)`` covariance), shared by all outputs."""
+        L = self._chol(x)
+        Ks = self.kernel(x_new, x)
+        mean = Ks @ torch.cholesky_solve(y, L)
+        V = torch.linalg.solve_triangular(L, Ks.T, upper=False)
+        if full_cov:
+            return mean, self.kernel(x_new, x_new) - V.T @ V
+        return mean, (torch.exp(self.log_variance) - V.pow(2).sum(0)).clamp(min=0)

@@ -1,0 +1,277 @@
+"""STAMP as a ``pt.tl`` model: AnnData <-> tensors, training loop, model selection, predictions."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..._utils import _progress, _torch_seed
+from ...pp._embeddings import embedding_coverage, get_gene_embedding, perturbation_embedding
+from .._base import PerturbationModel, Predictions
+from .._torch import resolve_device, state_from_numpy, state_to_numpy
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anndata import AnnData
+
+logger = logging.getLogger(__name__)
+
+
+class STAMP(PerturbationModel):
+    """STAMP: subtask decomposition (DEG? up or down? by how much?) on frozen gene embeddings (Gao et al. 2024).
+
+    Parameters
+    ----------
+    adata
+        Cells x genes AnnData labelled by :func:`perturbtools.pp.deg_labels`.
+    embedding
+        Genes x d DataFrame, or an ``adata.uns`` / ``adata.varm`` key holding one. It must cover every perturbed
+        gene (a clear error names those it lacks); output genes without a row get a learned row
+        (``missing_output_genes="learn"``) or raise (``"error"``).
+    gene_specific
+        One output layer per gene in heads 2 and 3 (the paper's variant; the reference code shares it).
+    hidden1, dropout1, hidden2, hidden3
+        Layer sizes (reference defaults: (1024, 2048), 0.9, (128, 64, 32), (16, 8)).
+    missing_output_genes
+        ``"learn"`` or ``"error"``.
+    aliases
+        Symbol/alias table (:func:`perturbtools.data.gene_aliases`) to map old symbols to embedding rows.
+    **kwargs
+        ``labels_key``, ``split_key``.
+
+    Attributes
+    ----------
+    coverage_
+        Per perturbed and output gene: whether the embedding covers it and through which row.
+    history_
+        Per-epoch training and validation losses.
+    """
+
+    _default_key: ClassVar[str] = "stamp"
+
+    def __init__(
+        self,
+        adata: AnnData,
+        *,
+        embedding: str | pd.DataFrame = "gene_emb",
+        gene_specific: bool = False,
+        hidden1: Sequence[int] = (1024, 2048),
+        dropout1: float = 0.9,
+        hidden2: Sequence[int] = (128, 64, 32),
+        hidden3: Sequence[int] = (16, 8),
+        missing_output_genes: str = "learn",
+        aliases: pd.DataFrame | None = None,
+        **kwargs: Any,
+    ) -> None:
+        key = embedding if isinstance(embedding, str) else None
+        super().__init__(
+            adata, embedding=key, gene_specific=gene_specific, hidden1=list(hidden1), dropout1=dropout1,
+            hidden2=list(hidden2), hidden3=list(hidden3), missing_output_genes=missing_output_genes, **kwargs,
+        )  # fmt: skip
+        self.aliases = aliases
+        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
+        self.module_ = None
+        if self.embedding_ is not None:
+            self._build()
+
+    # ------------------------------------------------------------------ setup
+    def _build(self) -> None:
+        import torch
+
+        from ._module import STAMPModule
+
+        cover = embedding_coverage(self.embedding_, self.data_.var_names, aliases=self.aliases)
+        missing = cover.index[~cover["covered"]]
+        if len(missing) and self.init_params_["missing_output_genes"] == "error":
+            msg = (
+                f"{len(missing)} output genes have no embedding (e.g. {list(missing[:10])}). Pass "
+                "`missing_output_genes='learn'` to learn their rows, or use an embedding that covers `adata.var_names`."
+            )
+            raise KeyError(msg)
+        if len(missing):
+            logger.warning("STAMP: %d of %d output genes lack an embedding; their rows are learned.", len(missing), len(cover))
+        rows = self.embedding_.reindex(cover["match"].where(cover["covered"], None)).to_numpy(np.float32)
+        rows = np.nan_to_num(rows, nan=0.0)
+        self.coverage_ = cover
+        p = self.init_params_
+        self.module_ = STAMPModule(
+            torch.from_numpy(rows), learn_rows=torch.from_numpy(~cover["covered"].to_numpy(bool)),
+            hidden1=tuple(p["hidden1"]), dropout1=p["dropout1"], hidden2=tuple(p["hidden2"]), hidden3=tuple(p["hidden3"]),
+            gene_specific=p["gene_specific"],
+        )  # fmt: skip
+
+    def _embed(self, perturbations: Sequence[str]) -> np.ndarray:
+        return perturbation_embedding(
+            self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter, aliases=self.aliases
+        ).astype(np.float32)
+
+    def _targets(self, perturbations: Sequence[str]):
+        idx = self.data_.index(perturbations)
+        return (
+            self.data_.is_de[idx].astype(np.float32),
+            (self.data_.direction[idx] > 0).astype(np.float32),
+            self.data_.fc[idx].astype(np.float32),
+        )
+
+    # ------------------------------------------------------------------ training
+    def _fit(
+        self,
+        train: list[str],
+        *,
+        rng: np.random.Generator,
+        max_epochs: int = 100,
+        batch_size: int = 64,
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        val_perturbations: Sequence[str] | None = None,
+        val_fraction: float = 0.1,
+        early_stopping_patience: int | None = None,
+        warm_start: bool = False,
+        accelerator: str = "auto",
+        show_progress_bar: bool | None = None,
+    ) -> None:
+        """Train (see :meth:`fit`).
+
+        Parameters
+        ----------
+        max_epochs
+            Epochs.
+        batch_size
+            Perturbations per batch (64 in the reference).
+        lr, weight_decay
+            AdamW settings (lr 1e-4 in the reference).
+        val_perturbations
+            Validation perturbations for model selection; default: the split's ``val`` set when fitting on the
+            split, else ``val_fraction`` of ``train`` drawn at random (at least one).
+        val_fraction
+            Share of training perturbations held out for validation when none are given.
+        early_stopping_patience
+            Stop when neither validation L1 nor L3 improved for this many epochs (``None``: run all, as the reference).
+        warm_start
+            Continue from the current weights (fine-tuning) instead of re-initialising.
+        accelerator
+            ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        show_progress_bar
+            Progress bar over epochs.
+        """
+        import torch
+
+        from ._module import stamp_losses
+
+        train = list(train)
+        if val_perturbations is None and self._split("val") and set(train) == set(self._split("train") or []):
+            val_perturbations = self._split("val")
+        if val_perturbations is None and len(train) >= 2:
+            n_val = max(1, round(val_fraction * len(train)))
+            order = rng.permutation(len(train))
+            val_perturbations = [train[i] for i in order[:n_val]]
+            train = [train[i] for i in order[n_val:]]
+        val = list(val_perturbations or [])
+        device = resolve_device(accelerator)
+        seed = _torch_seed(rng)
+        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+            torch.manual_seed(seed)
+            if not warm_start or self.module_ is None:
+                self._build()
+            module = self.module_.to(device)
+            x_tr = torch.from_numpy(self._embed(train)).to(device)
+            y_tr = [torch.from_numpy(a).to(device) for a in self._targets(train)]
+            x_va = torch.from_numpy(self._embed(val)).to(device) if val else None
+            y_va = [torch.from_numpy(a).to(device) for a in self._targets(val)] if val else None
+            optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+            gen = torch.Generator().manual_seed(seed)
+            best = {"l1": np.inf, "l3": np.inf}
+            best_state = {"head1": copy.deepcopy(module.state_dict()), "rest": copy.deepcopy(module.state_dict())}
+            history, stale = [], 0
+            for epoch in _progress(range(max_epochs), show_progress_bar=show_progress_bar, desc="STAMP"):
+                module.train()
+                order = torch.randperm(len(train), generator=gen).to(device)
+                sums, steps = {"l1": 0.0, "l2": 0.0, "l3": 0.0}, 0
+                for start in range(0, len(train), batch_size):
+                    b = order[start : start + batch_size]
+                    if y_tr[0][b].sum() == 0:  # the reference skips batches without any DEG
+                        continue
+                    losses = stamp_losses(module(x_tr[b]), y_tr[0][b], y_tr[1][b], y_tr[2][b])
+                    optimizer.zero_grad()
+                    losses["total"].backward()
+                    optimizer.step()
+                    for k in sums:
+                        sums[k] += losses[k].item()
+                    steps += 1
+                row = {"epoch": epoch, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()}}
+                if val:
+                    module.eval()
+                    with torch.no_grad():
+                        vl = stamp_losses(module(x_va), *y_va)
+                    row |= {f"val_{k}": float(vl[k]) for k in ("l1", "l2", "l3")}
+                    improved = False
+                    if row["val_l1"] < best["l1"]:
+                        best["l1"], best_state["head1"], improved = row["val_l1"], copy.deepcopy(module.state_dict()), True
+                    if row["val_l3"] < best["l3"]:
+                        best["l3"], best_state["rest"], improved = row["val_l3"], copy.deepcopy(module.state_dict()), True
+                    stale = 0 if improved else stale + 1
+                history.append(row)
+                if early_stopping_patience is not None and stale >= early_stopping_patience:
+                    break
+            if val:  # head 1 from the epoch of lowest val L1, heads 2-3 from the epoch of lowest val L3
+                merged = dict(best_state["rest"])
+                merged.update({k: v for k, v in best_state["head1"].items() if k.startswith("head1.")})
+                module.load_state_dict(merged)
+        self.module_ = module.to("cpu").eval()
+        self.history_ = pd.DataFrame(history)
+        self.val_perturbations_ = val
+
+    def fine_tune(self, perturbations: Sequence[str], *, rng: int | np.random.Generator | None = 0, **train_kwargs: Any) -> STAMP:
+        """Continue training from the current weights on ``perturbations`` (few-shot / cross-cell-line)."""
+        return self.fit(perturbations, rng=rng, warm_start=True, **train_kwargs)
+
+    @classmethod
+    def from_pretrained(cls, model: STAMP, adata: AnnData, **kwargs: Any) -> STAMP:
+        """A copy of ``model``'s weights bound to ``adata`` (same genes), e.g. another cell line."""
+        if model.module_ is None:
+            msg = "The source model has no weights; fit it first."
+            raise RuntimeError(msg)
+        if list(adata.var_names) != list(model.data_.var_names):
+            msg = "The target AnnData must have the same `var_names`, in the same order, as the pretrained model's."
+            raise ValueError(msg)
+        params = {**model.init_params_, **kwargs}
+        params.pop("embedding", None)
+        new = cls(adata, embedding=model.embedding_, aliases=model.aliases, **params)
+        new.module_.load_state_dict(model.module_.state_dict())
+        new.pretrained_on_ = list(model.train_perturbations_)
+        return new
+
+    # ------------------------------------------------------------------ prediction
+    def _predict(self, perturbations: list[str]) -> Predictions:
+        import torch
+
+        self.module_.eval()
+        with torch.no_grad():
+            out = self.module_(torch.from_numpy(self._embed(perturbations)))
+        return Predictions.from_arrays(
+            self.data_.var_names,
+            perturbations,
+            de_proba=torch.sigmoid(out["de_logit"]).numpy(),
+            up_proba=torch.sigmoid(out["up_logit"]).numpy(),
+            logfc=(out["log_fc"] / np.log(2)).numpy(),
+        )
+
+    # ------------------------------------------------------------------ save / load
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {
+            **{f"module/{k}": v for k, v in state_to_numpy(self.module_.state_dict()).items()},
+            "embedding": self.embedding_.to_numpy(),
+            "embedding_genes": self.embedding_.index.to_numpy(dtype=str),
+        }
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.embedding_ = pd.DataFrame(state["embedding"], index=state["embedding_genes"].astype(str))
+        self._build()
+        module_state = {k.split("/", 1)[1]: v for k, v in state.items() if k.startswith("module/")}
+        self.module_.load_state_dict(state_from_numpy(module_state))
+        self.module_.eval()
