@@ -4,6 +4,7 @@ from ._core import mean_ci, pr_auc, rank_metric, roc_auc, rowwise_mae, rowwise_p
 from ._evaluate import (
     EXPRESSION_METRICS,
     SUBTASK_METRICS,
+    calibration,
     compare,
     evaluate,
     evaluate_predictions,
@@ -14,6 +15,7 @@ from ._evaluate import (
 __all__ = [
     "EXPRESSION_METRICS",
     "SUBTASK_METRICS",
+    "calibration",
     "compare",
     "evaluate",
     "evaluate_predictions",

@@ -257,3 +257,41 @@ def compare(a: pd.Series, b: pd.Series) -> dict[str, float]:
     t_p = float(stats.ttest_rel(both["a"], both["b"]).pvalue) if n > 1 and np.ptp(diff) > 0 else np.nan
     w_p = float(stats.wilcoxon(diff).pvalue) if n > 1 and np.any(diff != 0) else np.nan
     return {"mean_difference": mean, "ci_low": low, "ci_high": high, "ttest_p": t_p, "wilcoxon_p": w_p, "n": n}
+
+
+def calibration(
+    adata: AnnData,
+    key: str,
+    *,
+    labels_key: str = "deg",
+    levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95),
+    perturbations: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Coverage of central predictive intervals on held-out perturbations (needs ``{key}_mean_var``).
+
+    For each level, the share of (perturbation, gene) entries whose observed mean lies in the central interval
+    ``mean ± z_{(1+level)/2} * sqrt(mean_var)``. A calibrated model has coverage close to the level.
+
+    Returns
+    -------
+    DataFrame with columns ``level, coverage, n_entries`` and the per-perturbation spread (``coverage_ci_low``,
+    ``coverage_ci_high``: 95% t-interval over perturbations).
+    """
+    data = LabelledData.from_adata(adata, labels_key)
+    preds = read_predictions(adata, key)
+    if preds.mean_var is None or preds.mean is None:
+        msg = f"`adata.varm[{key + '_mean_var'!r}]` not found: calibration needs a model with predictive variance (e.g. GPModel)."
+        raise KeyError(msg)
+    labelled = set(data.perturbations)
+    perts = [p for p in (perturbations or preds.perturbations) if p in labelled]
+    idx = data.index(perts)
+    mean = preds.mean[perts].to_numpy(np.float64).T
+    sd = np.sqrt(preds.mean_var[perts].to_numpy(np.float64).T)
+    z = np.abs(data.mean[idx] - mean) / np.where(sd > 0, sd, np.nan)
+    rows = []
+    for level in levels:
+        inside = z <= stats.norm.ppf(0.5 + level / 2)
+        per = np.nanmean(inside, axis=1)
+        m, low, high, _ = mean_ci(per)
+        rows.append({"level": level, "coverage": float(np.nanmean(inside)), "coverage_ci_low": low, "coverage_ci_high": high, "n_entries": int(np.isfinite(z).sum())})
+    return pd.DataFrame(rows)

@@ -6,7 +6,9 @@ from typing import Any
 
 from ._base import LabelledData, PerturbationModel, Predictions, read_predictions
 from ._baselines import KNN, Additive, ControlMean, CrisprInformedMean, Linear, NonControlMean, RandomPerturbation
-from ._cv import CVResults, cross_validate
+from ._gi import GIClassifier, gi_accuracy, gi_intervals, gi_precision_at_k, gi_scores, gi_subtypes
+from ._gi_core import distance_correlation, gi_scores_core, theil_sen
+from ._protocols import CVResults, cross_validate, few_shot, learning_curve
 
 _LAZY = {"STAMP": "._stamp", "GPModel": "._gp", "PerturbNet": "._perturbnet", "GenotypeVAE": "._perturbnet"}
 
@@ -31,6 +33,7 @@ __all__ = [
     "Additive",
     "CVResults",
     "ControlMean",
+    "GIClassifier",
     "CrisprInformedMean",
     "LabelledData",
     "Linear",
@@ -39,5 +42,15 @@ __all__ = [
     "Predictions",
     "RandomPerturbation",
     "cross_validate",
+    "distance_correlation",
+    "few_shot",
+    "gi_accuracy",
+    "gi_intervals",
+    "gi_precision_at_k",
+    "gi_scores",
+    "gi_scores_core",
+    "gi_subtypes",
+    "learning_curve",
     "read_predictions",
+    "theil_sen",
 ]

@@ -244,6 +244,7 @@ class STAMP(PerturbationModel):
         new = cls(adata, embedding=model.embedding_, aliases=model.aliases, **params)
         new.module_.load_state_dict(model.module_.state_dict())
         new.pretrained_on_ = list(model.train_perturbations_)
+        new.is_fitted_ = True  # usable zero-shot; `fine_tune` continues from these weights
         return new
 
     # ------------------------------------------------------------------ prediction

@@ -1,0 +1,296 @@
+"""Evaluation protocols: k-fold cross-validation, learning curves, few-shot transfer across cell lines."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .._utils import _as_rng, _progress
+from .._validation import _as_anndata
+from ..metrics._evaluate import evaluate_predictions, summarize
+from ..pp._split import kfold_perturbations
+from ._base import LabelledData
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+logger = logging.getLogger(__name__)
+
+ModelSpec = type | tuple[type, Mapping[str, Any]] | tuple[type, Mapping[str, Any], Mapping[str, Any]]
+
+
+class CVResults(NamedTuple):
+    """Tidy results of :func:`cross_validate`.
+
+    Attributes
+    ----------
+    per_perturbation
+        One row per (model, fold, perturbation): expression and per-perturbation subtask metrics, ``unseen`` stratum.
+    pooled
+        One row per (model, fold, stratum, mask): subtask metrics pooled over (perturbation, gene) entries.
+    summary
+        Per model and metric: mean and 95% CI over perturbations (``per_perturbation``) or folds (``pooled``, stratum
+        ``all``, prefixed ``pooled_``).
+    timings
+        Seconds of fit + predict per (model, fold).
+    """
+
+    per_perturbation: pd.DataFrame
+    pooled: pd.DataFrame
+    summary: pd.DataFrame
+    timings: pd.DataFrame
+
+
+def _unpack(spec: ModelSpec) -> tuple[type, dict, dict]:
+    if isinstance(spec, type):
+        return spec, {}, {}
+    cls, *rest = spec
+    return cls, dict(rest[0]) if rest else {}, dict(rest[1]) if len(rest) > 1 else {}
+
+
+def _fit_evaluate(spec, adata, data, train, test, *, labels_key, seed, model=None):
+    """Fit one model on ``train`` (or use a given fitted ``model``), predict ``test``, evaluate."""
+    cls, init_kwargs, fit_kwargs = spec
+    start = time.perf_counter()
+    if model is None:
+        model = cls(adata, labels_key=labels_key, **init_kwargs)
+        model.fit(train, rng=seed, **fit_kwargs)
+    preds = model.predict(test, inplace=False)
+    elapsed = time.perf_counter() - start
+    per, pooled = evaluate_predictions(preds, data, test, train=train)
+    return per, pooled, elapsed
+
+
+def cross_validate(
+    adata: AnnData,
+    models: Mapping[str, ModelSpec],
+    *,
+    labels_key: str = "deg",
+    n_splits: int = 5,
+    perturbations: Sequence[str] | None = None,
+    rng: int | np.random.Generator | None = 0,
+    key_added: str | None = "cv",
+    show_progress_bar: bool | None = None,
+) -> CVResults:
+    """K-fold cross-validation over perturbations, several models, one tidy table.
+
+    Every model sees the same folds; a perturbation (single or combination) is tested exactly once.
+
+    Parameters
+    ----------
+    adata
+        AnnData labelled by :func:`perturbtools.pp.deg_labels` (and with whatever embeddings the models need).
+    models
+        ``{name: Model}``, ``{name: (Model, init_kwargs)}`` or ``{name: (Model, init_kwargs, fit_kwargs)}``.
+    labels_key
+        ``key_added`` of the labels.
+    n_splits
+        Number of folds.
+    perturbations
+        Perturbations to cross-validate over; default: all labelled ones.
+    rng
+        Seed or :class:`numpy.random.Generator` for folds and models; ``0`` by default so results reproduce.
+    key_added
+        Store the tables in ``adata.uns[key_added]``; ``None`` stores nothing.
+    show_progress_bar
+        Show a progress bar over (model, fold); default ``pt.settings.progress_bar``.
+
+    Returns
+    -------
+    :class:`CVResults`; with ``key_added``, also ``adata.uns[key_added] = {"per_perturbation", "pooled", "summary",
+    "timings", "params"}``.
+    """
+    adata = _as_anndata(adata)
+    data = LabelledData.from_adata(adata, labels_key)
+    perts = list(perturbations) if perturbations is not None else list(data.perturbations)
+    rng = _as_rng(rng)
+    fold_seed = int(rng.integers(2**31))
+    folds = list(kfold_perturbations(perts, n_splits, rng=fold_seed))
+    specs = {name: _unpack(spec) for name, spec in models.items()}
+    per_rows, pooled_rows, times = [], [], []
+    tasks = [(name, f) for name in specs for f in range(len(folds))]
+    for name, fold in _progress(tasks, show_progress_bar=show_progress_bar, desc="cross-validation"):
+        train, test = folds[fold]
+        per, pooled, elapsed = _fit_evaluate(specs[name], adata, data, train, test, labels_key=labels_key, seed=fold_seed + fold)
+        per_rows.append(per.reset_index().assign(model=name, fold=fold))
+        pooled_rows.append(pooled.assign(model=name, fold=fold))
+        times.append({"model": name, "fold": fold, "seconds": elapsed, "n_train": len(train), "n_test": len(test)})
+    per_df = pd.concat(per_rows, ignore_index=True)
+    pooled_df = pd.concat(pooled_rows, ignore_index=True)
+    per_df, pooled_df = _front(per_df, ["model", "fold"]), _front(pooled_df, ["model", "fold"])
+    summary = summarize(per_df.drop(columns=["fold"]), by="model")
+    pooled_all = pooled_df[(pooled_df["stratum"] == "all")].copy()
+    pooled_all = pooled_all.assign(model=pooled_all["model"] + "|" + pooled_all["mask"])
+    pooled_summary = summarize(pooled_all.drop(columns=["fold", "n_entries", "n_de", "n_perturbations"]), by="model")
+    pooled_summary[["model", "mask"]] = pooled_summary["model"].str.split("|", expand=True)
+    pooled_summary["metric"] = "pooled_" + pooled_summary["metric"] + np.where(pooled_summary["mask"] == "top40", "_top40", "")
+    summary = pd.concat([summary, pooled_summary.drop(columns=["mask"])], ignore_index=True)
+    results = CVResults(per_df, pooled_df, summary, pd.DataFrame(times))
+    if key_added is not None:
+        adata.uns[key_added] = {
+            **{k: _h5ad_safe(v) for k, v in results._asdict().items()},
+            "params": {"labels_key": labels_key, "n_splits": n_splits, "fold_seed": fold_seed, "models": list(specs)},
+        }
+        logger.info("added `.uns[%r]`", key_added)
+    return results
+
+
+def _front(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    return df[cols + [c for c in df.columns if c not in cols]]
+
+
+def _curve_rows(per: pd.DataFrame, pooled: pd.DataFrame, **keys: Any) -> dict[str, Any]:
+    """One row of a curve: per-perturbation means and the pooled subtask metrics (stratum ``all``)."""
+    row = dict(keys)
+    numeric = per.select_dtypes("number").drop(columns=["n_de"], errors="ignore")
+    row |= numeric.mean().to_dict()
+    for _, r in pooled[pooled["stratum"] == "all"].iterrows():
+        suffix = "" if r["mask"] == "all" else "_top40"
+        row |= {f"pooled_{m}{suffix}": r[m] for m in ("roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc")}
+    return row
+
+
+def learning_curve(
+    adata: AnnData,
+    models: Mapping[str, ModelSpec],
+    *,
+    train_sizes: Sequence[int],
+    labels_key: str = "deg",
+    n_splits: int = 5,
+    perturbations: Sequence[str] | None = None,
+    rng: int | np.random.Generator | None = 0,
+    key_added: str | None = "learning_curve",
+    show_progress_bar: bool | None = None,
+) -> pd.DataFrame:
+    """Performance against the number of training perturbations, repeated over folds.
+
+    In each of ``n_splits`` folds the test perturbations are fixed; for every size ``n`` a random subset of ``n``
+    training perturbations (nested: smaller subsets are prefixes of larger ones) is used to fit each model.
+
+    Parameters
+    ----------
+    adata
+        Labelled AnnData.
+    models
+        As in :func:`cross_validate`.
+    train_sizes
+        Numbers of training perturbations; sizes larger than a fold's training set are skipped.
+    labels_key, n_splits, perturbations, rng, key_added, show_progress_bar
+        As in :func:`cross_validate`.
+
+    Returns
+    -------
+    Tidy DataFrame, one row per (model, fold, n_train): mean per-perturbation metrics and pooled subtask metrics
+    over that fold's test perturbations. Also stored in ``adata.uns[key_added]`` unless ``key_added=None``.
+    """
+    adata = _as_anndata(adata)
+    data = LabelledData.from_adata(adata, labels_key)
+    perts = list(perturbations) if perturbations is not None else list(data.perturbations)
+    rng = _as_rng(rng)
+    seed = int(rng.integers(2**31))
+    folds = list(kfold_perturbations(perts, n_splits, rng=seed))
+    specs = {name: _unpack(spec) for name, spec in models.items()}
+    tasks = [(f, n, name) for f in range(len(folds)) for n in sorted(set(train_sizes)) for name in specs if n <= len(folds[f][0])]
+    orders = {f: np.random.default_rng(seed + f).permutation(len(folds[f][0])) for f in range(len(folds))}
+    rows = []
+    for fold, n, name in _progress(tasks, show_progress_bar=show_progress_bar, desc="learning curve"):
+        train_all, test = folds[fold]
+        train = [train_all[i] for i in orders[fold][:n]]
+        per, pooled, elapsed = _fit_evaluate(specs[name], adata, data, train, test, labels_key=labels_key, seed=seed + fold)
+        rows.append(_curve_rows(per, pooled, model=name, fold=fold, n_train=n, seconds=elapsed))
+    out = pd.DataFrame(rows)
+    if key_added is not None:
+        adata.uns[key_added] = {"table": _h5ad_safe(out), "params": {"labels_key": labels_key, "n_splits": n_splits, "seed": seed}}
+    return out
+
+
+def few_shot(
+    source: AnnData,
+    target: AnnData,
+    model: ModelSpec,
+    *,
+    shots: Sequence[int] = (0, 2, 4, 6, 8, 10, 15, 20, 25, 30, 40),
+    baselines: Mapping[str, ModelSpec] | None = None,
+    labels_key: str = "deg",
+    n_splits: int = 5,
+    finetune_kwargs: Mapping[str, Any] | None = None,
+    rng: int | np.random.Generator | None = 0,
+    show_progress_bar: bool | None = None,
+) -> pd.DataFrame:
+    """Few-shot transfer to a target dataset (e.g. another cell line): scratch vs pretrained-then-fine-tuned.
+
+    The model is pretrained once on every labelled perturbation of ``source``. For each of ``n_splits`` folds over
+    the target's perturbations (test set fixed) and each ``n`` in ``shots``, ``n`` target training perturbations are
+    drawn (nested) and the model is (a) trained from scratch on them and (b) copied from the pretrained model and
+    fine-tuned on them; ``n = 0`` is the zero-shot prediction of (b) and is undefined for (a). ``baselines`` are
+    trained from scratch on the same ``n`` (``n >= 1``) as reference lines. Shots larger than a fold's training set
+    are skipped. Both AnnData need the same genes and labels under ``labels_key``.
+
+    Parameters
+    ----------
+    source, target
+        Labelled AnnData with identical ``var_names``.
+    model
+        A model class with ``from_pretrained`` and ``fine_tune`` (e.g. :class:`~perturbtools.tl.STAMP`), or
+        ``(cls, init_kwargs[, fit_kwargs])``.
+    shots
+        Numbers of target training perturbations.
+    baselines
+        Extra models trained from scratch on the target shots.
+    labels_key, n_splits, rng, show_progress_bar
+        As in :func:`cross_validate`.
+    finetune_kwargs
+        Training arguments for fine-tuning (default: the model's ``fit_kwargs``).
+
+    Returns
+    -------
+    Tidy DataFrame, one row per (strategy, fold, n): strategy ``"scratch"``, ``"pretrained"`` or a baseline name,
+    with mean per-perturbation metrics and pooled subtask metrics on the fold's target test perturbations.
+    """
+    if list(source.var_names) != list(target.var_names):
+        msg = "`source` and `target` must have the same `var_names` in the same order; subset both to shared genes first."
+        raise ValueError(msg)
+    spec = _unpack(model)
+    cls, init_kwargs, fit_kwargs = spec
+    if not hasattr(cls, "from_pretrained"):
+        msg = f"{cls.__name__} cannot be fine-tuned (no `from_pretrained`); use e.g. `pt.tl.STAMP`."
+        raise TypeError(msg)
+    finetune_kwargs = dict(fit_kwargs if finetune_kwargs is None else finetune_kwargs)
+    rng = _as_rng(rng)
+    seed = int(rng.integers(2**31))
+    pretrained = cls(source, labels_key=labels_key, **init_kwargs).fit(rng=seed, **fit_kwargs)
+    data = LabelledData.from_adata(target, labels_key)
+    folds = list(kfold_perturbations(data.perturbations, n_splits, rng=seed))
+    base_specs = {name: _unpack(s) for name, s in (baselines or {}).items()}
+    tasks = [(f, n) for f in range(len(folds)) for n in sorted(set(shots)) if n <= len(folds[f][0])]
+    rows = []
+    for fold, n in _progress(tasks, show_progress_bar=show_progress_bar, desc="few-shot"):
+        train_all, test = folds[fold]
+        order = np.random.default_rng(seed + fold).permutation(len(train_all))
+        train = [train_all[i] for i in order[:n]]
+        tuned = cls.from_pretrained(pretrained, target)
+        if n:
+            tuned.fine_tune(train, rng=seed + fold, **finetune_kwargs)
+        per, pooled, _ = _fit_evaluate(spec, target, data, train, test, labels_key=labels_key, seed=seed, model=tuned)
+        rows.append(_curve_rows(per, pooled, strategy="pretrained", fold=fold, n=n))
+        if n == 0:
+            continue
+        per, pooled, _ = _fit_evaluate(spec, target, data, train, test, labels_key=labels_key, seed=seed + fold)
+        rows.append(_curve_rows(per, pooled, strategy="scratch", fold=fold, n=n))
+        for name, bspec in base_specs.items():
+            per, pooled, _ = _fit_evaluate(bspec, target, data, train, test, labels_key=labels_key, seed=seed + fold)
+            rows.append(_curve_rows(per, pooled, strategy=name, fold=fold, n=n))
+    return pd.DataFrame(rows)
+
+
+def _h5ad_safe(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].astype(str)
+    return out.reset_index(drop=True)

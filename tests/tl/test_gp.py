@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import perturbtools as pt  # noqa: E402
+from perturbtools.tl._gp import SharedRBFGP  # noqa: E402
+
+
+def test_neg_mll_equals_sum_of_independent_gps():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(7, 4, generator=gen, dtype=torch.float64)
+    gp = SharedRBFGP(lengthscale=1.3, variance=0.7, noise=0.2, jitter=0.0)
+    with torch.no_grad():
+        K = gp.kernel(x, x) + 0.2 * torch.eye(7, dtype=torch.float64)
+        ref = -sum(torch.distributions.MultivariateNormal(torch.zeros(7, dtype=torch.float64), K).log_prob(y[:, g]) for g in range(4))
+        got = gp.neg_mll(x, y @ y.T, 4) * 7 * 4
+    assert float(got) == pytest.approx(float(ref), rel=1e-10)
+
+
+def test_posterior_matches_closed_form():
+    gen = torch.Generator().manual_seed(1)
+    x, xs = torch.randn(6, 2, generator=gen, dtype=torch.float64), torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    gp = SharedRBFGP(lengthscale=0.9, variance=1.1, noise=0.3, jitter=0.0)
+    with torch.no_grad():
+        K = gp.kernel(x, x) + 0.3 * torch.eye(6, dtype=torch.float64)
+        Ks = gp.kernel(xs, x)
+        mean, var = gp.posterior(x, y, xs)
+        torch.testing.assert_close(mean, Ks @ torch.linalg.solve(K, y))
+        torch.testing.assert_close(var, torch.diagonal(gp.kernel(xs, xs) - Ks @ torch.linalg.solve(K, Ks.T)))
+
+
+@pytest.fixture
+def gp_adata():
+    a = pt.data.synthetic(n_cells=2500, n_genes=80, n_perturbations=40, rng=2)
+    pt.pp.deg_labels(a)
+    pt.pp.add_gene_embedding(a, a.uns["synthetic"]["gene_embedding"])
+    return a
+
+
+def test_gp_fit_predict_calibration_save_load(gp_adata, tmp_path):
+    pt.pp.split_perturbations(gp_adata, test_size=0.3, val_size=0.0)
+    m = pt.tl.GPModel(gp_adata, n_components=8).fit()
+    assert m.history_["neg_mll"].iloc[-1] < m.history_["neg_mll"].iloc[0]
+    m.predict()
+    assert "gp_mean_var" in gp_adata.varm and (gp_adata.varm["gp_mean_var"] > 0).all().all()
+    cal = pt.metrics.calibration(gp_adata, "gp", levels=(0.5, 0.9))
+    # held-out perturbations: coverage of the 90% interval within 10 points of nominal
+    assert abs(cal.set_index("level").loc[0.9, "coverage"] - 0.9) < 0.1
+    m.save(tmp_path / "gp")
+    again = pt.tl.GPModel.load(tmp_path / "gp", gp_adata).predict(inplace=False)
+    pd.testing.assert_frame_equal(again.mean, gp_adata.varm["gp_mean"])
+    import matplotlib.axes
+
+    assert isinstance(pt.pl.calibration(cal), matplotlib.axes.Axes)
+
+
+def test_gp_beats_mean_on_structured_data(gp_adata):
+    res = pt.tl.cross_validate(
+        gp_adata, {"gp": (pt.tl.GPModel, {"n_components": 8}), "mean": pt.tl.NonControlMean}, n_splits=4, show_progress_bar=False
+    )
+    s = res.summary.set_index(["model", "metric"])["mean"]
+    assert s["gp", "pearson_delta"] > s["mean", "pearson_delta"] + 0.05
+
+
+def test_gp_samples_match_moments(gp_adata):
+    m = pt.tl.GPModel(gp_adata, n_components=8).fit(gp_adata.uns["deg"]["perturbations"][:30])
+    test = gp_adata.uns["deg"]["perturbations"][30:33]
+    mean, var = m.predict_distribution(test)
+    draws = m.sample(test, 4000, rng=0)
+    np.testing.assert_allclose(draws.mean(0), mean, atol=4 * math.sqrt(var.max() / 4000))
+    np.testing.assert_allclose(draws.var(0), var, rtol=0.15)
+
+
+def test_learning_curve_and_plot(gp_adata):
+    table = pt.tl.learning_curve(gp_adata, {"gp": (pt.tl.GPModel, {"n_components": 5}), "knn": pt.tl.KNN}, train_sizes=[5, 20], n_splits=2, show_progress_bar=False)
+    assert set(table["n_train"]) == {5, 20} and len(table) == 2 * 2 * 2
+    import matplotlib.axes
+
+    assert isinstance(pt.pl.learning_curve(table), matplotlib.axes.Axes)
+
+
+def test_reduce_embedding_concat():
+    rng = np.random.default_rng(0)
+    a = pd.DataFrame(rng.normal(size=(30, 5)), index=[f"g{i}" for i in range(30)])
+    b = pd.DataFrame(rng.normal(size=(20, 7)), index=[f"g{i}" for i in range(10, 30)])
+    out = pt.pp.reduce_embedding([a, b], n_components=4)
+    assert out.shape == (20, 4)

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import perturbtools as pt  # noqa: E402
+from perturbtools.tl._stamp import STAMPModule, stamp_losses  # noqa: E402
+
+FAST = {"max_epochs": 3, "show_progress_bar": False}
+
+
+def _batch(b=4, g=12, d=6, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    is_de = (torch.rand(b, g, generator=gen) < 0.3).float()
+    up = (torch.rand(b, g, generator=gen) < 0.5).float() * is_de
+    fc = torch.rand(b, g, generator=gen) + 0.5
+    return torch.randn(b, d, generator=gen), torch.randn(g, d, generator=gen), is_de, up, fc
+
+
+@pytest.mark.parametrize("gene_specific", [False, True])
+def test_module_shapes_and_one_step_lowers_loss(gene_specific):
+    x, emb, is_de, up, fc = _batch()
+    torch.manual_seed(0)
+    m = STAMPModule(emb, hidden1=(16, 16), dropout1=0.0, gene_specific=gene_specific)
+    out = m(x)
+    assert {k: v.shape for k, v in out.items()} == {k: (4, 12) for k in ("de_logit", "up_logit", "log_fc")}
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    before = stamp_losses(m(x), is_de, up, fc)["total"]
+    for _ in range(5):
+        opt.zero_grad()
+        loss = stamp_losses(m(x), is_de, up, fc)["total"]
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(before) and loss < before
+
+
+def test_split_first_layer_equals_concatenation():
+    x, emb, *_ = _batch()
+    m = STAMPModule(emb, hidden1=(8, 8))
+    W = torch.cat([m.w_pert.weight, m.w_gene.weight], dim=1)
+    concat = torch.cat([x[:, None, :].expand(-1, 12, -1), emb[None].expand(4, -1, -1)], dim=-1)
+    ref = concat @ W.T + m.w_gene.bias
+    got = m.w_pert(x)[:, None, :] + m.w_gene(emb)[None]
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_losses_match_reference_weights():
+    x, emb, is_de, up, fc = _batch()
+    m = STAMPModule(emb, hidden1=(8, 8), dropout1=0.0)
+    out = m(x)
+    n, n_de = is_de.numel(), is_de.sum()
+    w1 = is_de * ((n - n_de) / n_de) / 4 + 1
+    ref1 = torch.nn.functional.binary_cross_entropy(torch.sigmoid(out["de_logit"]), is_de, weight=w1)
+    n_up = (is_de * up).sum()
+    w2 = is_de * up * (n_de / n_up) + is_de * (1 - up) * (n_de / (n_de - n_up))
+    ref2 = torch.nn.functional.binary_cross_entropy(torch.sigmoid(out["up_logit"]), up, weight=w2, reduction="sum") / w2.sum()
+    ref3 = (is_de * (torch.exp(out["log_fc"]) - fc) ** 2).sum() / n_de
+    got = stamp_losses(out, is_de, up, fc)
+    torch.testing.assert_close(got["l1"], ref1, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["l2"], ref2, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["l3"], ref3, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_predict_save_load_deterministic(labelled_adata, tmp_path):
+    a = pt.tl.STAMP(labelled_adata, hidden1=(32, 32)).fit(**FAST)
+    b = pt.tl.STAMP(labelled_adata, hidden1=(32, 32)).fit(**FAST)
+    pa, pb = a.predict(inplace=False), b.predict(inplace=False)
+    pd.testing.assert_frame_equal(pa.de_proba, pb.de_proba)
+    assert set(a.history_.columns) >= {"train_l1", "val_l1", "val_l3"}
+    a.save(tmp_path / "s")
+    loaded = pt.tl.STAMP.load(tmp_path / "s", labelled_adata)
+    for field in ("de_proba", "up_proba", "logfc"):
+        pd.testing.assert_frame_equal(getattr(loaded.predict(inplace=False), field), getattr(pa, field))
+    assert not list((tmp_path / "s").glob("*.pt*"))  # numpy + json only, no pickle
+    a.predict()
+    per, pooled = pt.metrics.evaluate(labelled_adata, "stamp")
+    assert per.attrs["score_sources"]["de_score"] == "predicted de_proba"
+    assert np.isfinite(pooled["roc_auc_de"].iloc[0])
+
+
+def test_model_selection_restores_best_epoch(labelled_adata):
+    m = pt.tl.STAMP(labelled_adata, hidden1=(32, 32)).fit(max_epochs=8, lr=5e-2, show_progress_bar=False)
+    h = m.history_
+    best3 = int(h["val_l3"].idxmin())
+    assert best3 < len(h)
+    from perturbtools.tl._stamp._module import stamp_losses as losses
+
+    val = m.val_perturbations_
+    with torch.no_grad():
+        out = m.module_(torch.from_numpy(m._embed(val)))
+        got = losses(out, *(torch.from_numpy(t) for t in m._targets(val)))
+    assert float(got["l3"]) == pytest.approx(h["val_l3"].min(), rel=1e-4)
+
+
+def test_missing_embeddings(labelled_adata):
+    emb = labelled_adata.uns["gene_emb"]
+    p = labelled_adata.uns["deg"]["perturbations"][0]
+    with pytest.raises(KeyError, match="no embedding"):
+        pt.tl.STAMP(labelled_adata, embedding=emb.drop(index=p), hidden1=(8, 8)).fit(**FAST)
+    with pytest.raises(KeyError, match="missing_output_genes"):
+        pt.tl.STAMP(labelled_adata, embedding=emb.iloc[:-3].copy(), missing_output_genes="error")
+    m = pt.tl.STAMP(labelled_adata, embedding=emb.drop(index=emb.index[-1]), hidden1=(8, 8))
+    assert (~m.coverage_["covered"]).sum() == 1
+
+
+def test_few_shot_transfer(labelled_adata):
+    src = labelled_adata
+    tgt = pt.data.synthetic(n_cells=600, n_genes=60, n_perturbations=8, rng=5)
+    tgt.var_names = src.var_names
+    pt.pp.deg_labels(tgt)
+    pt.pp.add_gene_embedding(tgt, src.uns["gene_emb"])
+    table = pt.tl.few_shot(
+        src, tgt, (pt.tl.STAMP, {"hidden1": (16, 16)}, FAST), shots=(0, 2, 4), n_splits=2,
+        baselines={"noncontrol_mean": pt.tl.NonControlMean}, show_progress_bar=False,
+    )  # fmt: skip
+    assert set(table["strategy"]) == {"pretrained", "scratch", "noncontrol_mean"}
+    assert set(table.loc[table["strategy"] == "pretrained", "n"]) == {0, 2, 4}
+    assert 0 not in set(table.loc[table["strategy"] == "scratch", "n"])
+    import matplotlib.axes
+
+    assert isinstance(pt.pl.few_shot(table), matplotlib.axes.Axes)
+
+
+@pytest.mark.gpu
+def test_stamp_cuda(labelled_adata):
+    m = pt.tl.STAMP(labelled_adata, hidden1=(32, 32)).fit(accelerator="cuda", **FAST)
+    assert m.predict(inplace=False).de_proba.notna().all().all()
