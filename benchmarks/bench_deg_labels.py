@@ -61,7 +61,7 @@ def _run(tool: str, path: str) -> None:
     if tool == "perturbtools":
         pt.pp.deg_labels(a, min_cells=2)
         scores = a.varm["deg_scores"]
-        first = scores.columns[0]
+        first = sorted(scores.columns)[0]  # the same group scanpy reports first
         out = scores[first].to_numpy(np.float64)
     else:
         with warnings.catch_warnings():

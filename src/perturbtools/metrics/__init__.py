@@ -1,6 +1,7 @@
 """Metrics: one evaluation path for every model (SPEC §6)."""
 
 from ._core import mean_ci, pr_auc, rank_metric, roc_auc, rowwise_mae, rowwise_pearson, rowwise_r2
+from ._distribution import distribution_distances, energy_distance, mmd
 from ._evaluate import (
     EXPRESSION_METRICS,
     SUBTASK_METRICS,
@@ -17,9 +18,12 @@ __all__ = [
     "SUBTASK_METRICS",
     "calibration",
     "compare",
+    "distribution_distances",
+    "energy_distance",
     "evaluate",
     "evaluate_predictions",
     "mean_ci",
+    "mmd",
     "pr_auc",
     "prediction_scores",
     "rank_metric",

@@ -73,3 +73,32 @@ def gi_precision(table: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) 
     sns.barplot(data=long, x="subtype", y="precision", hue="model", ax=ax, **kwargs)
     ax.set_ylim(0, 1.05)
     return ax
+
+
+def attributions(values: pd.Series, *, n_top: int = 15, labels: dict[str, str] | None = None, ax: Axes | None = None, **kwargs: Any) -> Axes:
+    """Top attributions (e.g. :meth:`perturbtools.tl.PerturbNet.integrated_gradients`) as horizontal bars.
+
+    Parameters
+    ----------
+    values
+        Attributions indexed by feature (GO term or dimension).
+    n_top
+        Number of features by absolute attribution.
+    labels
+        Display names for features (e.g. GO term names).
+    ax
+        Axes to draw on.
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.barh`.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes` drawn on.
+    """
+    top = values.reindex(values.abs().sort_values(ascending=False).index).iloc[:n_top][::-1]
+    names = [labels.get(i, i) if labels else i for i in top.index]
+    ax = _new_ax(ax, (5.0, 0.3 * len(top) + 1))
+    ax.barh(names, top.to_numpy(), color=["tab:red" if v > 0 else "tab:blue" for v in top], **kwargs)
+    ax.set_xlabel("attribution")
+    ax.set_title(str(values.name or ""))
+    return ax

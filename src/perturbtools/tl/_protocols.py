@@ -14,7 +14,7 @@ from .._utils import _as_rng, _progress
 from .._validation import _as_anndata
 from ..metrics._evaluate import evaluate_predictions, summarize
 from ..pp._split import kfold_perturbations
-from ._base import LabelledData
+from ._base import LabelledData, Predictions, write_predictions
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -36,6 +36,9 @@ class CVResults(NamedTuple):
     summary
         Per model and metric: mean and 95% CI over perturbations (``per_perturbation``) or folds (``pooled``, stratum
         ``all``, prefixed ``pooled_``).
+
+    With ``key_added``, each model's out-of-fold predictions (every perturbation predicted by the model that did not
+    see it) are written to ``adata.varm[f"{key_added}_{model}_*"]``, so GI scores and plots work on them.
     timings
         Seconds of fit + predict per (model, fold).
     """
@@ -53,8 +56,11 @@ def _unpack(spec: ModelSpec) -> tuple[type, dict, dict]:
     return cls, dict(rest[0]) if rest else {}, dict(rest[1]) if len(rest) > 1 else {}
 
 
-def _fit_evaluate(spec, adata, data, train, test, *, labels_key, seed, model=None):
-    """Fit one model on ``train`` (or use a given fitted ``model``), predict ``test``, evaluate."""
+def _fit_evaluate(spec, adata, data, train, test, *, labels_key, seed, model=None, keep=None):
+    """Fit one model on ``train`` (or use a given fitted ``model``), predict ``test``, evaluate.
+
+    ``keep``, a list, receives the predictions.
+    """
     cls, init_kwargs, fit_kwargs = spec
     start = time.perf_counter()
     if model is None:
@@ -62,6 +68,8 @@ def _fit_evaluate(spec, adata, data, train, test, *, labels_key, seed, model=Non
         model.fit(train, rng=seed, **fit_kwargs)
     preds = model.predict(test, inplace=False)
     elapsed = time.perf_counter() - start
+    if keep is not None:
+        keep.append(preds)
     per, pooled = evaluate_predictions(preds, data, test, train=train)
     return per, pooled, elapsed
 
@@ -113,10 +121,11 @@ def cross_validate(
     folds = list(kfold_perturbations(perts, n_splits, rng=fold_seed))
     specs = {name: _unpack(spec) for name, spec in models.items()}
     per_rows, pooled_rows, times = [], [], []
+    oof: dict[str, list] = {name: [] for name in specs}
     tasks = [(name, f) for name in specs for f in range(len(folds))]
     for name, fold in _progress(tasks, show_progress_bar=show_progress_bar, desc="cross-validation"):
         train, test = folds[fold]
-        per, pooled, elapsed = _fit_evaluate(specs[name], adata, data, train, test, labels_key=labels_key, seed=fold_seed + fold)
+        per, pooled, elapsed = _fit_evaluate(specs[name], adata, data, train, test, labels_key=labels_key, seed=fold_seed + fold, keep=oof[name])
         per_rows.append(per.reset_index().assign(model=name, fold=fold))
         pooled_rows.append(pooled.assign(model=name, fold=fold))
         times.append({"model": name, "fold": fold, "seconds": elapsed, "n_train": len(train), "n_test": len(test)})
@@ -132,6 +141,11 @@ def cross_validate(
     summary = pd.concat([summary, pooled_summary.drop(columns=["mask"])], ignore_index=True)
     results = CVResults(per_df, pooled_df, summary, pd.DataFrame(times))
     if key_added is not None:
+        for name, parts in oof.items():
+            merged = Predictions(*(None if parts[0][i] is None else pd.concat([p[i] for p in parts], axis=1) for i in range(len(Predictions._fields))))
+            fold_of = {p: f for f, (_, test) in enumerate(folds) for p in test}
+            params = {"model": name, "out_of_fold": True, "labels_key": labels_key, "fold": np.array([fold_of[p] for p in merged.perturbations])}
+            write_predictions(adata, merged, f"{key_added}_{name}", params=params)
         adata.uns[key_added] = {
             **{k: _h5ad_safe(v) for k, v in results._asdict().items()},
             "params": {"labels_key": labels_key, "n_splits": n_splits, "fold_seed": fold_seed, "models": list(specs)},

@@ -1,0 +1,4 @@
+from ._model import GenotypeVAE, PerturbNet
+from ._module import ConditionalINN, GenotypeVAEModule
+
+__all__ = ["ConditionalINN", "GenotypeVAE", "GenotypeVAEModule", "PerturbNet"]

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("scvi")
+
+import perturbtools as pt  # noqa: E402
+from perturbtools.pp._gene_embeddings import GOMatrix  # noqa: E402
+from perturbtools.tl._perturbnet import ConditionalINN, GenotypeVAEModule  # noqa: E402
+
+FAST = {"scvi_epochs": 2, "max_epochs": 3, "lr": 1e-3, "show_progress_bar": False}
+
+
+def test_cinn_is_invertible_and_learns():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(256, 6, generator=gen) * 2 + 1
+    c = torch.randn(256, 3, generator=gen)
+    flow = ConditionalINN(6, 3, n_blocks=4)
+    flow.train()
+    v, logdet = flow(z, c)  # initialises ActNorm
+    flow.eval()
+    torch.testing.assert_close(flow.inverse(flow(z, c)[0], c), z, rtol=1e-4, atol=1e-4)
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-2)
+    before = flow.nll(z, c).item()
+    flow.train()
+    for _ in range(30):
+        opt.zero_grad()
+        loss = flow.nll(z, c)
+        loss.backward()
+        opt.step()
+    assert loss.item() < before
+
+
+def test_genotype_vae_module():
+    x = (torch.rand(16, 30) < 0.2).float()
+    m = GenotypeVAEModule(30, n_latent=4, hidden=(16, 8))
+    out = m(x)
+    assert out["mu"].shape == (16, 4) and torch.isfinite(out["loss"])
+
+
+@pytest.fixture
+def counts_adata():
+    a = pt.data.synthetic(n_cells=700, n_genes=50, n_perturbations=6, n_doubles=2, rng=0)
+    pt.pp.deg_labels(a)
+    pt.pp.add_gene_embedding(a, a.uns["synthetic"]["gene_embedding"])
+    return a
+
+
+def _toy_go(genes, rng=0):
+    rng = np.random.default_rng(rng)
+    mat = sparse.csr_matrix(rng.random((len(genes), 40)) < 0.15)
+    return GOMatrix(mat, pd.Index(genes), pd.Index([f"GO:{i:07d}" for i in range(40)]))
+
+
+def test_perturbnet_embedding_fit_sample_predict_save_load(counts_adata, tmp_path):
+    perts = counts_adata.uns["deg"]["perturbations"]
+    m = pt.tl.PerturbNet(counts_adata, representation="embedding", embedding="gene_emb", n_blocks=4).fit(perts[2:], **FAST)
+    gen = m.sample(perts[:2], n_cells=30)
+    assert gen.shape == (60, counts_adata.n_vars) and "X_scVI" in gen.obsm and "counts" in gen.layers
+    assert np.allclose(gen.layers["counts"].data % 1, 0)
+    m.predict(perts[:2])
+    per, _ = pt.metrics.evaluate(counts_adata, "perturbnet")
+    assert per["r2_hvg"].notna().all()
+    dist = pt.metrics.distribution_distances(counts_adata, gen, n_pcs=5)
+    assert (dist["energy"] >= 0).all() and (dist["mmd"] >= -1e-12).all()
+    m.save(tmp_path / "pn")
+    loaded = pt.tl.PerturbNet.load(tmp_path / "pn", counts_adata)
+    pd.testing.assert_frame_equal(loaded.predict(perts[:2], inplace=False).mean, counts_adata.varm["perturbnet_mean"])
+
+
+def test_perturbnet_genotype_vae_and_ig(counts_adata):
+    gv = pt.tl.GenotypeVAE(_toy_go(counts_adata.var_names)).fit(n_doubles=200, max_epochs=2, show_progress_bar=False)
+    perts = counts_adata.uns["deg"]["perturbations"]
+    m = pt.tl.PerturbNet(counts_adata, genotype_vae=gv, n_blocks=3).fit(perts[1:], **FAST)
+    ig = m.integrated_gradients(perts[0], state_key="perturbation", target=perts[0], n_noise=8, n_steps=4)
+    assert len(ig) == 40 and np.isfinite(ig).all()
+    import matplotlib.axes
+
+    assert isinstance(pt.pl.attributions(ig), matplotlib.axes.Axes)
+
+
+def test_pseudo_counts_for_log_data(counts_adata):
+    del counts_adata.layers["counts"]
+    with pytest.raises(KeyError, match="pseudo_counts"):
+        pt.tl.PerturbNet(counts_adata, representation="embedding", embedding="gene_emb")
+    perts = counts_adata.uns["deg"]["perturbations"]
+    m = pt.tl.PerturbNet(counts_adata, representation="embedding", embedding="gene_emb", counts_layer=None, pseudo_counts=True, n_blocks=2)
+    m.fit(perts[1:], **FAST)
+    assert m.predict([perts[0]], inplace=False).mean.notna().all().all()
+
+
+def test_bad_representation(counts_adata):
+    with pytest.raises(ValueError, match="embedding="):
+        pt.tl.PerturbNet(counts_adata, representation="embedding")
+    with pytest.raises(ValueError, match="representation"):
+        pt.tl.PerturbNet(counts_adata, representation="smiles")
+
+
+def test_genotype_vae_missing_gene():
+    gv = pt.tl.GenotypeVAE(_toy_go(["A", "B"]))
+    with pytest.raises(KeyError, match="no GO annotation"):
+        gv.vectors([["C"]])
+    aliased = pt.tl.GenotypeVAE(_toy_go(["A", "B"]), aliases=pd.DataFrame({"symbol": ["A"], "alias": ["OLD_A"]}))
+    np.testing.assert_array_equal(aliased.vectors([["OLD_A"]]), aliased.vectors([["A"]]))
