@@ -7,9 +7,17 @@ from importlib.metadata import PackageNotFoundError, version
 from . import data, get, metrics, pl, pp, tl
 from ._settings import settings
 
+
+def run_benchmark(*args, **kwargs):
+    """Run the full benchmark (see :func:`perturbtools._pipeline.run_benchmark`)."""
+    from ._pipeline import run_benchmark as _run
+
+    return _run(*args, **kwargs)
+
+
 try:
     __version__ = version("perturbtools")
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0.0.0"
 
-__all__ = ["data", "get", "metrics", "pl", "pp", "settings", "tl"]
+__all__ = ["data", "get", "metrics", "pl", "pp", "run_benchmark", "settings", "tl"]

@@ -233,6 +233,7 @@ def few_shot(
     labels_key: str = "deg",
     n_splits: int = 5,
     finetune_kwargs: Mapping[str, Any] | None = None,
+    source_perturbations: Sequence[str] | None = None,
     rng: int | np.random.Generator | None = 0,
     show_progress_bar: bool | None = None,
 ) -> pd.DataFrame:
@@ -260,6 +261,8 @@ def few_shot(
         As in :func:`cross_validate`.
     finetune_kwargs
         Training arguments for fine-tuning (default: the model's ``fit_kwargs``).
+    source_perturbations
+        Perturbations of ``source`` to pretrain on (default: all labelled ones).
 
     Returns
     -------
@@ -277,7 +280,7 @@ def few_shot(
     finetune_kwargs = dict(fit_kwargs if finetune_kwargs is None else finetune_kwargs)
     rng = _as_rng(rng)
     seed = int(rng.integers(2**31))
-    pretrained = cls(source, labels_key=labels_key, **init_kwargs).fit(rng=seed, **fit_kwargs)
+    pretrained = cls(source, labels_key=labels_key, **init_kwargs).fit(source_perturbations, rng=seed, **fit_kwargs)
     data = LabelledData.from_adata(target, labels_key)
     folds = list(kfold_perturbations(data.perturbations, n_splits, rng=seed))
     base_specs = {name: _unpack(s) for name, s in (baselines or {}).items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -120,7 +121,9 @@ class GPModel(PerturbationModel):
         with np.errstate(divide="ignore", invalid="ignore"):
             se = np.abs(delta / t)
         se[~np.isfinite(se)] = np.nan
-        gene_se = np.nanmedian(se, axis=0)
+        with warnings.catch_warnings():  # genes never changed in training have no finite standard error
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gene_se = np.nanmedian(se, axis=0)
         fallback = np.nanmedian(gene_se) if np.isfinite(gene_se).any() else 1.0
         self.gene_se_ = np.where(np.isfinite(gene_se), gene_se, fallback)
         called = np.abs(t[self.data_.is_de[idx]])

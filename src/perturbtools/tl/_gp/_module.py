@@ -16,17 +16,26 @@ class SharedRBFGP(nn.Module):
     step costs ``O(N^3)`` whatever the number of genes.
     """
 
-    def __init__(self, lengthscale: float = 1.0, variance: float = 1.0, noise: float = 0.1, jitter: float = 1e-6) -> None:
+    def __init__(self, lengthscale: float = 1.0, variance: float = 1.0, noise: float = 0.1, jitter: float = 1e-6, noise_floor: float = 1e-4) -> None:
         super().__init__()
+        self.noise_floor = noise_floor
         self.log_lengthscale = nn.Parameter(torch.tensor(math.log(lengthscale), dtype=torch.float64))
         self.log_variance = nn.Parameter(torch.tensor(math.log(variance), dtype=torch.float64))
-        self.log_noise = nn.Parameter(torch.tensor(math.log(noise), dtype=torch.float64))
+        self.log_noise = nn.Parameter(torch.tensor(math.log(max(noise - noise_floor, 1e-12)), dtype=torch.float64))
         self.jitter = jitter
+
+    def noise(self) -> torch.Tensor:
+        """Noise variance, ``noise_floor + exp(log_noise)`` (the floor keeps K well conditioned for near-duplicate inputs)."""
+        return self.noise_floor + torch.exp(self.log_noise)
 
     @property
     def hyperparameters(self) -> dict[str, float]:
         """Current lengthscale, variance and noise."""
-        return {k: float(torch.exp(getattr(self, f"log_{k}").detach())) for k in ("lengthscale", "variance", "noise")}
+        return {
+            "lengthscale": float(torch.exp(self.log_lengthscale.detach())),
+            "variance": float(torch.exp(self.log_variance.detach())),
+            "noise": float(self.noise().detach()),
+        }
 
     def kernel(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """RBF kernel ``variance * exp(-|x1 - x2|^2 / (2 lengthscale^2))``."""
@@ -35,7 +44,7 @@ class SharedRBFGP(nn.Module):
 
     def _chol(self, x: torch.Tensor) -> torch.Tensor:
         K = self.kernel(x, x)
-        K = K + (torch.exp(self.log_noise) + self.jitter) * torch.eye(len(x), dtype=x.dtype, device=x.device)
+        K = K + (self.noise() + self.jitter) * torch.eye(len(x), dtype=x.dtype, device=x.device)
         return torch.linalg.cholesky(K)
 
     def neg_mll(self, x: torch.Tensor, S: torch.Tensor, n_outputs: int) -> torch.Tensor:

@@ -1,0 +1,348 @@
+"""The main job: one call from AnnData to a full benchmark report (labels, CV of every model, GI, few-shot, plots)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import data as datasets
+from . import metrics, pl, pp, tl
+from ._settings import settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchmarkConfig:
+    """Settings of :func:`run_benchmark`; ``quick`` shrinks every training budget (for tests and smoke runs)."""
+
+    n_splits: int = 5
+    quick: bool = False
+    perturbnet: bool = True
+    text_embedding: bool = True
+    stamp_epochs: int = 150
+    stamp_lr: float = 1e-3
+    perturbnet_epochs: int = 50
+    perturbnet_lr: float = 1e-3
+    scvi_epochs: int = 60
+    shots: tuple[int, ...] = (0, 2, 4, 6)
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.quick:
+            self.stamp_epochs, self.perturbnet_epochs, self.scvi_epochs = 5, 3, 3
+            self.shots = (0, 2)
+
+
+class _Report:
+    """Collects tables, figures and notes, and writes them."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        self.sections: list[str] = []
+        self.summaries: list[pd.DataFrame] = []
+        self.per_perturbation: list[pd.DataFrame] = []
+
+    def figure(self, fig_or_ax, name: str) -> str:
+        import matplotlib.pyplot as plt
+
+        fig = getattr(fig_or_ax, "figure", fig_or_ax)
+        path = self.out / "figures" / f"{name}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        self.sections.append(f"![{name}](figures/{name}.png)\n")
+        return str(path)
+
+    def table(self, title: str, df: pd.DataFrame, floatfmt: str = ".3f") -> None:
+        self.sections.append(f"### {title}\n\n{_markdown(df, floatfmt)}\n")
+
+    def text(self, text: str) -> None:
+        self.sections.append(text + "\n")
+
+
+def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
+    df = df.copy()
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join([df.index.name or "", *cols]) + " |", "|" + "---|" * (len(cols) + 1)]
+    for idx, row in df.iterrows():
+        cells = [format(v, floatfmt) if isinstance(v, float | np.floating) else str(v) for v in row]
+        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
+    return "\n".join(lines)
+
+
+KEY_METRICS = ["pearson_delta", "pearson_de_delta", "mae_de", "r2_top50", "rank", "pooled_roc_auc_de", "pooled_pr_auc_de", "pooled_roc_auc_dir", "pooled_pearson_fc", "pooled_roc_auc_de_top40"]
+
+
+def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    s = summary[summary["metric"].isin(KEY_METRICS)].copy()
+    s["cell"] = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{m:.3f}" for m, lo, hi in zip(s["mean"], s["ci_low"], s["ci_high"], strict=True)]
+    wide = s.pivot(index="model", columns="metric", values="cell")
+    return wide[[m for m in KEY_METRICS if m in wide.columns]]
+
+
+def _embeddings(adata, cfg: BenchmarkConfig, go: pd.DataFrame, texts: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
+    out = {"go": go}
+    if texts is not None:
+        out["text"] = texts
+    return out
+
+
+def _models(cfg: BenchmarkConfig, embeddings: dict[str, pd.DataFrame], *, counts: bool, perturbnet: bool) -> dict[str, Any]:
+    quiet = {"show_progress_bar": False}
+    models: dict[str, Any] = {
+        "control_mean": tl.ControlMean,
+        "noncontrol_mean": tl.NonControlMean,
+        "crispr_informed_mean": tl.CrisprInformedMean,
+        "random_perturbation": tl.RandomPerturbation,
+        "additive": tl.Additive,
+        "linear": tl.Linear,
+        "linear_go": (tl.Linear, {"embedding": "emb_go"}),
+        "knn1_go": (tl.KNN, {"embedding": "emb_go", "k": 1}),
+        "knn5_go": (tl.KNN, {"embedding": "emb_go", "k": 5}),
+    }
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        logger.warning("torch not installed: STAMP, GP and PerturbNet are skipped")
+        return models
+    models["gp_go"] = (tl.GPModel, {"embedding": "emb_go"})
+    if "text" in embeddings:
+        models["knn1_text"] = (tl.KNN, {"embedding": "emb_text", "k": 1})
+        models["gp_text"] = (tl.GPModel, {"embedding": "emb_text"})
+        models["gp_go_text"] = (tl.GPModel, {"embedding": ["emb_go", "emb_text"]})
+    models["stamp_go"] = (tl.STAMP, {"embedding": "emb_go"}, {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, **quiet})
+    if perturbnet:
+        fit = {"scvi_epochs": cfg.scvi_epochs, "max_epochs": cfg.perturbnet_epochs, "lr": cfg.perturbnet_lr, **quiet}
+        init = {"representation": "embedding", "embedding": "emb_go", "n_blocks": 20}
+        if not counts:
+            init |= {"counts_layer": None, "pseudo_counts": True}
+        models["perturbnet_go"] = (tl.PerturbNet, init, fit)
+    return models
+
+
+def _covered(adata, embeddings: dict[str, pd.DataFrame]) -> list[str]:
+    """Perturbations every embedding covers: all models are scored on the same set."""
+    perts = list(adata.uns["deg"]["perturbations"])
+    ok = []
+    for p in perts:
+        genes = pp.parse_perturbation(p)
+        if all(g in e.index for e in embeddings.values() for g in genes):
+            ok.append(p)
+    return ok
+
+
+def _benchmark_one(name: str, adata, cfg: BenchmarkConfig, report: _Report, embeddings: dict[str, pd.DataFrame], *, counts: bool, perturbnet: bool, n_splits: int) -> dict[str, Any]:
+    """Labels, CV of all models, calibration; returns what later steps need."""
+    pp.deg_labels(adata, modality_key="perturbation_type")
+    labelled = list(adata.uns["deg"]["perturbations"])
+    kept = {}
+    for key, emb in embeddings.items():
+        share = np.mean([all(g in emb.index for g in pp.parse_perturbation(p)) for p in labelled])
+        if share >= 0.8:
+            kept[key] = emb
+        else:
+            report.text(f"{name}: the {key} embedding covers only {share:.0%} of the perturbations and is not used here.")
+    embeddings = kept
+    for key, emb in embeddings.items():
+        pp.add_gene_embedding(adata, emb, key_added=f"emb_{key}")
+    perts = _covered(adata, embeddings)
+    dropped = sorted(set(adata.uns["deg"]["perturbations"]) - set(perts))
+    models = _models(cfg, embeddings, counts=counts, perturbnet=perturbnet)
+    report.text(f"## {name}\n\n{adata.n_obs} cells x {adata.n_vars} genes, {len(adata.uns['deg']['perturbations'])} labelled perturbations "
+                f"({int((adata.varm['deg_is_de']).to_numpy().sum())} DEG entries). Scored on the {len(perts)} perturbations every embedding "
+                f"covers{f' (left out: {dropped})' if dropped else ''}; {n_splits}-fold CV over perturbations, control = the real control cells.")  # fmt: skip
+    start = time.perf_counter()
+    res = tl.cross_validate(adata, models, perturbations=perts, n_splits=n_splits, rng=cfg.seed, key_added="cv", show_progress_bar=settings.progress_bar)
+    report.text(f"CV of {len(models)} models took {time.perf_counter() - start:.0f} s.")
+    report.table(f"{name}: mean [95% CI] over perturbations (pooled_*: over folds)", _summary_table(res.summary))
+    report.summaries.append(res.summary.assign(dataset=name))
+    report.per_perturbation.append(res.per_perturbation.assign(dataset=name))
+    shown = [m for m in ("pearson_delta", "pearson_de_delta", "pooled_roc_auc_de", "pooled_roc_auc_dir", "pooled_pearson_fc", "rank") if m in set(res.summary["metric"])]
+    report.figure(pl.metrics(res.summary, shown), f"{name}_metrics")
+    if "gp_go" in models:
+        cal = metrics.calibration(adata, "cv_gp_go", levels=(0.5, 0.8, 0.9, 0.95))
+        report.table(f"{name}: GP (GO) interval coverage on held-out perturbations", cal.set_index("level"))
+        report.figure(pl.calibration(cal), f"{name}_gp_calibration")
+    if "stamp_go" in models:
+        report.figure(pl.model_scatter(res.per_perturbation, "noncontrol_mean", "stamp_go", metric="pearson_delta"), f"{name}_stamp_vs_mean")
+    return {"res": res, "perts": perts, "models": models}
+
+
+def _gi_section(name: str, adata, models: dict[str, Any], report: _Report) -> None:
+    observed = tl.gi_scores(adata, show_progress_bar=False)
+    report.table(f"{name}: GI scores from observed expression", observed.drop(columns=["gene_a", "gene_b"]))
+    report.table(f"{name}: GI subtype calls (GEARS thresholds)", tl.gi_subtypes(observed).astype(int))
+    report.figure(pl.gi_scores(observed), f"{name}_gi_observed")
+    precision = {}
+    errors = {}
+    for model in models:
+        try:
+            pred = tl.gi_scores(adata, f"cv_{model}", show_progress_bar=False)
+        except (KeyError, ValueError) as err:
+            logger.info("GI from %s skipped: %s", model, err)
+            continue
+        precision[model] = tl.gi_precision_at_k(pred, observed, k=10)
+        errors[model] = (pred[["magnitude", "model_fit", "similarity"]] - observed.loc[pred.index, ["magnitude", "model_fit", "similarity"]]).abs().mean()
+    if precision:
+        table = pd.DataFrame(precision)
+        report.table(f"{name}: Precision@10 per subtype (k capped at {len(observed)} doubles), from out-of-fold predictions", table.T)
+        report.table(f"{name}: mean absolute error of GI scores from out-of-fold predictions", pd.DataFrame(errors).T)
+        report.figure(pl.gi_precision(table), f"{name}_gi_precision")
+    if len(observed) >= 16:
+        clf = tl.GIClassifier().fit(observed)
+        acc = {m: tl.gi_accuracy(clf.predict(tl.gi_scores(adata, f"cv_{m}", show_progress_bar=False)), observed) for m in precision}
+        report.table(f"{name}: decision-tree subtype accuracy", pd.DataFrame(acc).T)
+    else:
+        report.text(f"Decision-tree refinement not fitted: {len(observed)} doubles are fewer than two leaves of 8.")
+    if "gp_go" in models:
+        doubles = list(observed.index)
+        rest = [p for p in adata.uns["deg"]["perturbations"] if p not in doubles and all(g in adata.uns["emb_go"].index for g in pp.parse_perturbation(p))]
+        gp = tl.GPModel(adata, embedding="emb_go").fit(rest)
+        iv = tl.gi_intervals(gp, doubles, n_samples=60, max_subpopulation=20_000, show_progress_bar=False)
+        wide = iv[iv["score"].isin(["magnitude", "model_fit", "similarity"])].assign(
+            interval=lambda d: [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in zip(d["median"], d["low"], d["high"], strict=True)]
+        ).pivot(index="perturbation", columns="score", values="interval")
+        report.table(f"{name}: GI scores predicted by the GP (GO) with 90% posterior intervals (doubles unseen in training)", wide)
+
+
+def _few_shot_section(source, source_perts: list[str], targets: dict[str, Any], cfg: BenchmarkConfig, report: _Report) -> pd.DataFrame:
+    rows = []
+    for line, target in targets.items():
+        spec = (tl.STAMP, {"embedding": "emb_go"}, {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, "show_progress_bar": False})
+        table = tl.few_shot(source, target, spec, shots=cfg.shots, n_splits=3, baselines={"noncontrol_mean": tl.NonControlMean},
+                            finetune_kwargs={"max_epochs": max(cfg.stamp_epochs // 3, 2), "lr": cfg.stamp_lr, "show_progress_bar": False},
+                            source_perturbations=source_perts, rng=cfg.seed, show_progress_bar=False)  # fmt: skip
+        rows.append(table.assign(target=line))
+    table = pd.concat(rows, ignore_index=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    pl.few_shot(table, metric="pooled_roc_auc_de", ax=axes[0])
+    pl.few_shot(table, metric="pearson_delta", ax=axes[1])
+    report.figure(fig, "few_shot_k562_to_glioma")
+    agg = table.groupby(["strategy", "n"])[["pooled_roc_auc_de", "pooled_roc_auc_dir", "pearson_delta"]].mean()
+    report.table("Few-shot K562 (CRISPRa) -> A172 / T98G / U87MG (CRISPRi), STAMP (GO): mean over lines and folds", agg)
+    return table
+
+
+def run_benchmark(
+    dataset: str = "auto",
+    out: str | Path = "results",
+    *,
+    config: BenchmarkConfig | None = None,
+) -> pd.DataFrame:
+    """Run the whole pipeline and write ``out/``: one h5ad per dataset, ``metrics.csv``, ``per_perturbation.csv``,
+    ``figures/*.png`` and ``report.md``.
+
+    Parameters
+    ----------
+    dataset
+        ``"devel"`` (Norman 2019 K562 subset + three glioma lines), ``"papalexi"`` (THP-1 knockouts, counts),
+        ``"all"`` (both), ``"auto"`` (every dataset found locally, else the downloadable devel file), or a path to a
+        labelled-ready h5ad with ``obs['perturbation']`` (and ``layers['counts']`` for PerturbNet).
+    out
+        Output folder.
+    config
+        :class:`BenchmarkConfig`.
+
+    Returns
+    -------
+    The long metrics table written to ``metrics.csv``.
+    """
+    cfg = config or BenchmarkConfig()
+    out = Path(out)
+    report = _Report(out)
+    started = time.perf_counter()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    names = _resolve(dataset)
+    go = pp.go_embedding(n_components=64, rng=cfg.seed)
+    texts = None
+    if cfg.text_embedding:
+        try:
+            texts = pp.text_embedding(show_progress_bar=False)
+        except ImportError as err:
+            logger.warning("text embedding skipped: %s", err)
+    embeddings = _embeddings(None, cfg, go, texts)
+    report.text(f"# perturbtools benchmark report\n\nGenerated by `perturbtools benchmark` (perturbtools {__import__('perturbtools').__version__}); "
+                f"data folder `{settings.datasetdir}`; settings `{json.dumps({k: v for k, v in cfg.__dict__.items() if k != 'extra'}, default=str)}`.\n"
+                "Every number below was computed by this run.")  # fmt: skip
+    for name in names:
+        if name == "devel":
+            k562 = datasets.perturbench_devel("k562")
+            emb = embeddings
+            info = _benchmark_one("norman2019_k562", k562, cfg, report, emb, counts=False, perturbnet=cfg.perturbnet, n_splits=cfg.n_splits)
+            _gi_section("norman2019_k562", k562, info["models"], report)
+            targets = {}
+            for line in ("A172", "T98G", "U87MG"):
+                g = datasets.perturbench_devel(line)
+                _benchmark_one(f"glioma_{line}", g, cfg, report, emb, counts=False, perturbnet=False, n_splits=3)
+                targets[line] = g
+            few = _few_shot_section(k562, info["perts"], targets, cfg, report)
+            few.to_csv(out / "few_shot.csv", index=False)
+            k562.write_h5ad(out / "norman2019_k562.h5ad")
+            for line, g in targets.items():
+                g.write_h5ad(out / f"glioma_{line}.h5ad")
+        elif name == "papalexi":
+            p = datasets.papalexi2021_lowmoi()
+            info = _benchmark_one("papalexi2021_thp1", p, cfg, report, embeddings, counts=True, perturbnet=cfg.perturbnet, n_splits=cfg.n_splits)
+            if cfg.perturbnet and "perturbnet_go" in info["models"]:
+                _perturbnet_distributions(p, info["perts"], cfg, report)
+            lc = tl.learning_curve(p, {"noncontrol_mean": tl.NonControlMean, "knn1_go": (tl.KNN, {"embedding": "emb_go"}), "gp_go": (tl.GPModel, {"embedding": "emb_go"})},
+                                   train_sizes=[4, 8, 12, 16], perturbations=info["perts"], n_splits=cfg.n_splits, rng=cfg.seed, show_progress_bar=False)  # fmt: skip
+            report.figure(pl.learning_curve(lc, metric="pearson_delta"), "papalexi2021_thp1_learning_curve")
+            p.write_h5ad(out / "papalexi2021_thp1.h5ad")
+        else:
+            import anndata as ad
+
+            a = ad.read_h5ad(name)
+            stem = Path(name).stem
+            _benchmark_one(stem, a, cfg, report, {"go": go}, counts="counts" in a.layers, perturbnet=cfg.perturbnet and "counts" in a.layers, n_splits=cfg.n_splits)
+            a.write_h5ad(out / f"{stem}.h5ad")
+    summary = pd.concat(report.summaries, ignore_index=True)
+    summary.to_csv(out / "metrics.csv", index=False)
+    pd.concat(report.per_perturbation, ignore_index=True).to_csv(out / "per_perturbation.csv", index=False)
+    report.text(f"\nTotal run time: {time.perf_counter() - started:.0f} s.")
+    (out / "report.md").write_text("\n".join(report.sections))
+    return summary
+
+
+def _perturbnet_distributions(adata, perts: list[str], cfg: BenchmarkConfig, report: _Report) -> None:
+    """One held-out split: generated vs real cells of unseen perturbations (energy distance, MMD)."""
+    rng = np.random.default_rng(cfg.seed)
+    test = sorted(rng.choice(perts, size=max(2, len(perts) // 5), replace=False).tolist())
+    train = [p for p in perts if p not in test]
+    model = tl.PerturbNet(adata, representation="embedding", embedding="emb_go").fit(
+        train, scvi_epochs=cfg.scvi_epochs, max_epochs=cfg.perturbnet_epochs, lr=cfg.perturbnet_lr, show_progress_bar=False, rng=cfg.seed
+    )
+    start = time.perf_counter()
+    gen = model.sample(test, n_cells=300, rng=cfg.seed)
+    rate = gen.n_obs / (time.perf_counter() - start)
+    dist = metrics.distribution_distances(adata, gen, n_pcs=20)
+    report.table("papalexi2021_thp1: PerturbNet generated vs real cells of unseen perturbations (PCA-20); control_* = real perturbed vs real control", dist)
+    report.text(f"PerturbNet sampling throughput on this machine: {rate:.0f} cells/s (CPU).")
+
+
+def _resolve(dataset: str) -> list[str]:
+    local = {
+        "devel": (settings.datasetdir / "perturbench_devel" / "devel.h5ad").exists(),
+        "papalexi": (settings.datasetdir / "papalexi2021_sceptre_lowmoi" / "papalexi2021_thp1_lowmoi_299genes.h5ad").exists(),
+    }
+    if dataset == "auto":
+        found = [k for k, v in local.items() if v]
+        return found or ["devel"]  # devel is downloadable
+    if dataset == "all":
+        return ["devel", "papalexi"]
+    if dataset in ("devel", "papalexi") or Path(dataset).exists():
+        return [dataset]
+    msg = f"Unknown dataset {dataset!r}: use 'auto', 'all', 'devel', 'papalexi' or a path to an h5ad file."
+    raise ValueError(msg)
