@@ -29,9 +29,9 @@ class GPModel(PerturbationModel):
     Inputs are the top ``n_components`` principal components of a gene embedding (or of several concatenated;
     :func:`perturbtools.pp.reduce_embedding`), averaged over the targets of a combination. Outputs are the deltas
     ``mu_p - mu_c`` of all genes, centred on the training mean (so the prior mean is the non-control mean) and, by
-    default, scaled by each gene's training standard deviation (a departure from the paper, which does not say how
-    outputs are scaled: one shared kernel variance cannot fit genes whose deltas differ by orders of magnitude, and
-    the per-gene scale is what makes the intervals calibrated). One RBF kernel (variance, lengthscale) and one noise
+    default, scaled by each gene's training standard deviation floored at its measurement standard error (a
+    departure from the paper, which does not say how outputs are scaled: one shared kernel variance cannot fit genes
+    whose deltas differ by orders of magnitude, and the per-gene scale is what makes the intervals calibrated). One RBF kernel (variance, lengthscale) and one noise
     variance are shared by all genes and fitted by maximising the summed log marginal likelihood (L-BFGS), the
     lengthscale initialised at the median pairwise distance.
 
@@ -87,9 +87,11 @@ class GPModel(PerturbationModel):
         idx = self.data_.index(train)
         x = self._x(train)
         delta = self.data_.delta[idx]
+        self._fit_de_threshold(idx)
         self.y_mean_ = delta.mean(axis=0)
-        sd = delta.std(axis=0) if self.init_params_["standardize"] else np.ones(delta.shape[1])
-        self.y_scale_ = np.where(sd > 1e-8, sd, 1.0)
+        # per-gene scale, floored at the gene's measurement standard error: a gene that never varied in training
+        # must not get a large predictive variance
+        self.y_scale_ = np.maximum(delta.std(axis=0), self.gene_se_) if self.init_params_["standardize"] else np.ones(delta.shape[1])
         y = (delta - self.y_mean_) / self.y_scale_
         dist = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
         med = float(np.median(dist[np.triu_indices(len(x), 1)])) if len(x) > 1 else 1.0
@@ -111,7 +113,6 @@ class GPModel(PerturbationModel):
         self.gp_ = gp
         self.x_train_, self.y_train_ = xt, yt
         self.history_ = pd.DataFrame({"evaluation": range(len(history)), "neg_mll": history})
-        self._fit_de_threshold(idx)
         logger.info("GP hyperparameters: %s", gp.hyperparameters)
 
     def _fit_de_threshold(self, idx: np.ndarray) -> None:
