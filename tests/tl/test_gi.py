@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,11 +55,12 @@ def _constructed(kind, rng, n=400):
 
 @pytest.mark.parametrize("kind", ["additive", "synergy", "suppressor", "epistasis", "redundant", "neomorphic"])
 def test_constructed_doubles_are_called(kind):
-    rng = np.random.default_rng(hash(kind) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(kind.encode()))
     scores = pd.DataFrame([pt.tl.gi_scores_core(*_constructed(kind, rng))], index=[kind])
     calls = pt.tl.gi_subtypes(scores).loc[kind]
+    # the GEARS bands overlap (additive |m - 1| < 0.25 includes suppressor m < 1), so only clear contradictions are excluded
     assert calls[kind], scores.round(3).to_dict("records")
-    exclusive = {"synergy": ["suppressor", "additive"], "suppressor": ["synergy", "additive"], "additive": ["synergy", "suppressor", "neomorphic", "epistasis"],
+    exclusive = {"synergy": ["suppressor", "additive"], "suppressor": ["synergy", "additive"], "additive": ["synergy", "neomorphic", "epistasis"],
                  "epistasis": ["neomorphic", "synergy"], "redundant": ["neomorphic", "epistasis"], "neomorphic": ["redundant", "epistasis"]}  # fmt: skip
     assert not calls[exclusive[kind]].any(), calls.to_dict()
 
