@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 
 import perturbtools as pt  # noqa: E402
 from perturbtools.tl._gp import SharedRBFGP  # noqa: E402
+from perturbtools.tl._gp._module import gram_root  # noqa: E402
 
 
 def test_neg_mll_equals_sum_of_independent_gps():
@@ -20,8 +21,12 @@ def test_neg_mll_equals_sum_of_independent_gps():
     with torch.no_grad():
         K = gp.kernel(x, x) + 0.2 * torch.eye(7, dtype=torch.float64)
         ref = -sum(torch.distributions.MultivariateNormal(torch.zeros(7, dtype=torch.float64), K).log_prob(y[:, g]) for g in range(4))
-        got = gp.neg_mll(x, y @ y.T, 4) * 7 * 4
+        got = gp.neg_mll(x, y, 4) * 7 * 4
+        wide = torch.randn(7, 30, generator=gen, dtype=torch.float64)
+        ref_wide = -sum(torch.distributions.MultivariateNormal(torch.zeros(7, dtype=torch.float64), K).log_prob(wide[:, g]) for g in range(30))
+        got_wide = gp.neg_mll(x, gram_root(wide), 30) * 7 * 30
     assert float(got) == pytest.approx(float(ref), rel=1e-10)
+    assert float(got_wide) == pytest.approx(float(ref_wide), rel=1e-9)
 
 
 def test_posterior_matches_closed_form():

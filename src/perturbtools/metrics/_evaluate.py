@@ -47,7 +47,7 @@ def prediction_scores(preds: Predictions, data: LabelledData, perturbations: Seq
 
     - DE score: ``de_proba`` if predicted, else the ranking score ``|mean - mu_c|``;
     - direction score: ``up_proba`` if predicted, else ``mean - mu_c``;
-    - fold change: ``2 ** logfc`` if predicted, else STAMP's FC of the predicted mean;
+    - fold change: ``2 ** logfc`` if predicted, else STAMP's FC of the predicted mean (clipped at 0, as log1p data);
     - mean: predicted if given, else ``mu_c + de_proba * (mean implied by FC - mu_c)`` (expected value).
     """
     perts = list(perturbations)
@@ -76,7 +76,7 @@ def prediction_scores(preds: Predictions, data: LabelledData, perturbations: Seq
         mean=mean,
         de_score=np.abs(delta) if de is None else de,
         up_score=delta if up is None else up,
-        fc=fold_change(mean, mu_c, offset=data.fc_offset) if logfc is None else 2.0**logfc,
+        fc=fold_change(np.maximum(mean, 0.0), mu_c, offset=data.fc_offset) if logfc is None else 2.0**logfc,
         sources=sources,
     )
 

@@ -82,7 +82,7 @@ class GPModel(PerturbationModel):
         """
         import torch
 
-        from ._module import SharedRBFGP
+        from ._module import SharedRBFGP, gram_root
 
         idx = self.data_.index(train)
         x = self._x(train)
@@ -93,18 +93,19 @@ class GPModel(PerturbationModel):
         # must not get a large predictive variance
         self.y_scale_ = np.maximum(delta.std(axis=0), self.gene_se_) if self.init_params_["standardize"] else np.ones(delta.shape[1])
         y = (delta - self.y_mean_) / self.y_scale_
-        dist = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
-        med = float(np.median(dist[np.triu_indices(len(x), 1)])) if len(x) > 1 else 1.0
+        from scipy.spatial.distance import pdist
+
+        med = float(np.median(pdist(x))) if len(x) > 1 else 1.0
         gp = SharedRBFGP(lengthscale=max(med, 1e-3), variance=1.0, noise=0.5)
         xt = torch.from_numpy(x.astype(np.float64))
         yt = torch.from_numpy(y.astype(np.float64))
-        S = yt @ yt.T
+        C = gram_root(yt)
         opt = torch.optim.LBFGS(gp.parameters(), lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
         history = []
 
         def closure():
             opt.zero_grad()
-            loss = gp.neg_mll(xt, S, yt.shape[1])
+            loss = gp.neg_mll(xt, C, yt.shape[1])
             loss.backward()
             history.append(loss.item())
             return loss
@@ -162,7 +163,7 @@ class GPModel(PerturbationModel):
         thr = self.t_crit_ * self.gene_se_
         de = stats.norm.sf((thr - delta) / sd) + stats.norm.cdf((-thr - delta) / sd)
         up = stats.norm.sf(-delta / sd)
-        mean = self.data_.control_mean + delta
+        mean = np.maximum(self.data_.control_mean + delta, 0.0)  # log1p expression is non-negative
         logfc = np.log2(fold_change(mean, self.data_.control_mean, offset=self.data_.fc_offset))
         return Predictions.from_arrays(self.data_.var_names, perturbations, mean=mean, mean_var=var, de_proba=de, up_proba=up, logfc=logfc)
 

@@ -12,8 +12,9 @@ class SharedRBFGP(nn.Module):
     """Independent GPs for every output column sharing one RBF kernel (variance, lengthscale) and one noise variance.
 
     The summed log marginal likelihood over ``G`` outputs needs one Cholesky of the ``N x N`` kernel:
-    ``-log p(Y) = 0.5 tr(K^-1 Y Y') + G sum(log diag L) + 0.5 N G log(2 pi)``, and ``S = Y Y'`` is formed once, so a
-    step costs ``O(N^3)`` whatever the number of genes.
+    ``-log p(Y) = 0.5 tr(K^-1 Y Y') + G sum(log diag L) + 0.5 N G log(2 pi)``. With a square root ``C`` of ``Y Y'``
+    (``Y`` itself, or an ``N x N`` factor from one eigendecomposition when ``G > N``; :func:`gram_root`) the data
+    term is ``|L^-1 C|_F^2``, one triangular solve: a step costs ``O(N^3)`` whatever the number of genes.
     """
 
     def __init__(self, lengthscale: float = 1.0, variance: float = 1.0, noise: float = 0.1, jitter: float = 1e-6, noise_floor: float = 1e-4) -> None:
@@ -47,12 +48,12 @@ class SharedRBFGP(nn.Module):
         K = K + (self.noise() + self.jitter) * torch.eye(len(x), dtype=x.dtype, device=x.device)
         return torch.linalg.cholesky(K)
 
-    def neg_mll(self, x: torch.Tensor, S: torch.Tensor, n_outputs: int) -> torch.Tensor:
-        """Negative log marginal likelihood summed over outputs, per output entry; ``S = Y Y'``."""
+    def neg_mll(self, x: torch.Tensor, C: torch.Tensor, n_outputs: int) -> torch.Tensor:
+        """Negative log marginal likelihood summed over outputs, per output entry; ``C C' = Y Y'``."""
         L = self._chol(x)
-        Kinv = torch.cholesky_inverse(L)
         n = len(x)
-        nll = 0.5 * (Kinv * S).sum() + n_outputs * torch.log(torch.diagonal(L)).sum() + 0.5 * n * n_outputs * math.log(2 * math.pi)
+        data = torch.linalg.solve_triangular(L, C, upper=False).pow(2).sum()
+        nll = 0.5 * data + n_outputs * torch.log(torch.diagonal(L)).sum() + 0.5 * n * n_outputs * math.log(2 * math.pi)
         return nll / (n * n_outputs)
 
     def posterior(self, x: torch.Tensor, y: torch.Tensor, x_new: torch.Tensor, *, full_cov: bool = False):
@@ -64,3 +65,11 @@ class SharedRBFGP(nn.Module):
         if full_cov:
             return mean, self.kernel(x_new, x_new) - V.T @ V
         return mean, (torch.exp(self.log_variance) - V.pow(2).sum(0)).clamp(min=0)
+
+
+def gram_root(y: torch.Tensor) -> torch.Tensor:
+    """A matrix ``C`` with ``C C' = y y'`` and at most ``N`` columns (``y`` itself when it has at most ``N`` columns)."""
+    if y.shape[1] <= y.shape[0]:
+        return y
+    evals, evecs = torch.linalg.eigh(y @ y.T)
+    return evecs * evals.clamp(min=0).sqrt()
