@@ -66,7 +66,9 @@ def _run(tool: str, path: str) -> None:
     else:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sc.tl.rank_genes_groups(a, "perturbation", method="t-test", reference="control", use_raw=False, n_genes=a.n_vars)
+            sc.tl.rank_genes_groups(
+                a, "perturbation", method="t-test", reference="control", use_raw=False, n_genes=a.n_vars
+            )
         r = a.uns["rank_genes_groups"]
         first = sorted(r["names"].dtype.names)[0]
         order = {g: i for i, g in enumerate(r["names"][first])}
@@ -75,7 +77,17 @@ def _run(tool: str, path: str) -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": elapsed, "peak_mb": peak / 2**20, "rss_mb": rss / 1024, "first": str(first), "scores": out.tolist()}))
+    print(
+        json.dumps(
+            {
+                "seconds": elapsed,
+                "peak_mb": peak / 2**20,
+                "rss_mb": rss / 1024,
+                "first": str(first),
+                "scores": out.tolist(),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -97,10 +109,16 @@ def main() -> None:
         _make(n_cells, n_genes, n_perts, path)
         res = {}
         for tool in ("perturbtools", "scanpy"):
-            out = subprocess.run([sys.executable, __file__, "--worker", tool, str(path)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--worker", tool, str(path)], capture_output=True, text=True, check=True
+            )
             res[tool] = json.loads(out.stdout.strip().splitlines()[-1])
         same = res["perturbtools"]["first"] == res["scanpy"]["first"]
-        diff = float(np.max(np.abs(np.array(res["perturbtools"]["scores"]) - np.array(res["scanpy"]["scores"])))) if same else np.nan
+        diff = (
+            float(np.max(np.abs(np.array(res["perturbtools"]["scores"]) - np.array(res["scanpy"]["scores"]))))
+            if same
+            else np.nan
+        )
         rows.append({
             "n_cells": n_cells, "n_genes": n_genes, "n_perturbations": n_perts,
             "perturbtools_s": res["perturbtools"]["seconds"], "scanpy_s": res["scanpy"]["seconds"],

@@ -14,7 +14,16 @@ import pandas as pd
 import perturbtools as pt
 
 OUT = Path(__file__).parent / "results"
-METRICS = ["pearson_delta", "pearson_de_delta", "mae_de", "r2_top50", "rank", "pooled_roc_auc_de", "pooled_roc_auc_dir", "pooled_pearson_fc"]
+METRICS = [
+    "pearson_delta",
+    "pearson_de_delta",
+    "mae_de",
+    "r2_top50",
+    "rank",
+    "pooled_roc_auc_de",
+    "pooled_roc_auc_dir",
+    "pooled_pearson_fc",
+]
 
 
 def main() -> None:
@@ -32,10 +41,15 @@ def main() -> None:
         "knn5_go": (pt.tl.KNN, {"embedding": "go", "k": 5}),
     }
     rows = []
-    for name, adata in (("norman2019_k562", pt.data.norman2019_subset()), ("papalexi2021_thp1", pt.data.papalexi2021_lowmoi())):
+    for name, adata in (
+        ("norman2019_k562", pt.data.norman2019_subset()),
+        ("papalexi2021_thp1", pt.data.papalexi2021_lowmoi()),
+    ):
         pt.pp.deg_labels(adata, modality_key="perturbation_type")
         pt.pp.add_gene_embedding(adata, go, key_added="go")
-        perts = [p for p in adata.uns["deg"]["perturbations"] if all(g in go.index for g in pt.pp.parse_perturbation(p))]
+        perts = [
+            p for p in adata.uns["deg"]["perturbations"] if all(g in go.index for g in pt.pp.parse_perturbation(p))
+        ]
         res = pt.tl.cross_validate(adata, baselines, perturbations=perts, n_splits=5, rng=0)
         s = res.summary[res.summary["metric"].isin(METRICS)].assign(dataset=name, n_perturbations=len(perts))
         rows.append(s)

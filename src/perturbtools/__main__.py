@@ -8,12 +8,18 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    parser = argparse.ArgumentParser(prog="perturbtools", description="Predict and evaluate genetic perturbation responses.")
+    parser = argparse.ArgumentParser(
+        prog="perturbtools", description="Predict and evaluate genetic perturbation responses."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("benchmark", help="run the full benchmark on real data and write a report")
-    bench.add_argument("--dataset", default="auto", help="auto | all | devel | papalexi | path/to/data.h5ad (default: auto)")
+    bench.add_argument(
+        "--dataset", default="auto", help="auto | all | devel | papalexi | path/to/data.h5ad (default: auto)"
+    )
     bench.add_argument("--out", default="results", help="output folder (default: results)")
-    bench.add_argument("--data-dir", default=None, help="data folder (default: $PERTURBTOOLS_DATA_DIR or ~/.cache/perturbtools)")
+    bench.add_argument(
+        "--data-dir", default=None, help="data folder (default: $PERTURBTOOLS_DATA_DIR or ~/.cache/perturbtools)"
+    )
     bench.add_argument("--n-splits", type=int, default=5)
     bench.add_argument("--quick", action="store_true", help="tiny training budgets (smoke test)")
     bench.add_argument("--no-perturbnet", action="store_true", help="skip PerturbNet (the slowest model)")
@@ -29,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         settings.datasetdir = args.data_dir
     settings.progress_bar = not args.quiet
     settings.verbosity = "warning"
-    config = BenchmarkConfig(n_splits=args.n_splits, quick=args.quick, perturbnet=not args.no_perturbnet, text_embedding=not args.no_text, seed=args.seed)
+    config = BenchmarkConfig(
+        n_splits=args.n_splits,
+        quick=args.quick,
+        perturbnet=not args.no_perturbnet,
+        text_embedding=not args.no_text,
+        seed=args.seed,
+    )
     run_benchmark(args.dataset, args.out, config=config)
     print(f"wrote {args.out}/report.md, metrics.csv, per_perturbation.csv, *.h5ad and figures/")
     return 0

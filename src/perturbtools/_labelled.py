@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ._keys import label_keys
 from ._validation import _as_anndata, _check_result
@@ -15,6 +14,7 @@ from .pp._perturbations import parse_perturbation
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    import pandas as pd
     from anndata import AnnData
 
 

@@ -80,12 +80,26 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     return "\n".join(lines)
 
 
-KEY_METRICS = ["pearson_delta", "pearson_de_delta", "mae_de", "r2_top50", "rank", "pooled_roc_auc_de", "pooled_pr_auc_de", "pooled_roc_auc_dir", "pooled_pearson_fc", "pooled_roc_auc_de_top40"]
+KEY_METRICS = [
+    "pearson_delta",
+    "pearson_de_delta",
+    "mae_de",
+    "r2_top50",
+    "rank",
+    "pooled_roc_auc_de",
+    "pooled_pr_auc_de",
+    "pooled_roc_auc_dir",
+    "pooled_pearson_fc",
+    "pooled_roc_auc_de_top40",
+]
 
 
 def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     s = summary[summary["metric"].isin(KEY_METRICS)].copy()
-    s["cell"] = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{m:.3f}" for m, lo, hi in zip(s["mean"], s["ci_low"], s["ci_high"], strict=True)]
+    s["cell"] = [
+        f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{m:.3f}"
+        for m, lo, hi in zip(s["mean"], s["ci_low"], s["ci_high"], strict=True)
+    ]
     wide = s.pivot(index="model", columns="metric", values="cell")
     return wide[[m for m in KEY_METRICS if m in wide.columns]]
 
@@ -97,7 +111,9 @@ def _embeddings(adata, cfg: BenchmarkConfig, go: pd.DataFrame, texts: pd.DataFra
     return out
 
 
-def _models(cfg: BenchmarkConfig, embeddings: dict[str, pd.DataFrame], *, counts: bool, perturbnet: bool) -> dict[str, Any]:
+def _models(
+    cfg: BenchmarkConfig, embeddings: dict[str, pd.DataFrame], *, counts: bool, perturbnet: bool
+) -> dict[str, Any]:
     quiet = {"show_progress_bar": False}
     models: dict[str, Any] = {
         "control_mean": tl.ControlMean,
@@ -120,7 +136,11 @@ def _models(cfg: BenchmarkConfig, embeddings: dict[str, pd.DataFrame], *, counts
         models["knn1_text"] = (tl.KNN, {"embedding": "emb_text", "k": 1})
         models["gp_text"] = (tl.GPModel, {"embedding": "emb_text"})
         models["gp_go_text"] = (tl.GPModel, {"embedding": ["emb_go", "emb_text"]})
-    models["stamp_go"] = (tl.STAMP, {"embedding": "emb_go"}, {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, **quiet})
+    models["stamp_go"] = (
+        tl.STAMP,
+        {"embedding": "emb_go"},
+        {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, **quiet},
+    )
     if perturbnet:
         fit = {"scvi_epochs": cfg.scvi_epochs, "max_epochs": cfg.perturbnet_epochs, "lr": cfg.perturbnet_lr, **quiet}
         init = {"representation": "embedding", "embedding": "emb_go", "n_blocks": 20}
@@ -141,7 +161,17 @@ def _covered(adata, embeddings: dict[str, pd.DataFrame]) -> list[str]:
     return ok
 
 
-def _benchmark_one(name: str, adata, cfg: BenchmarkConfig, report: _Report, embeddings: dict[str, pd.DataFrame], *, counts: bool, perturbnet: bool, n_splits: int) -> dict[str, Any]:
+def _benchmark_one(
+    name: str,
+    adata,
+    cfg: BenchmarkConfig,
+    report: _Report,
+    embeddings: dict[str, pd.DataFrame],
+    *,
+    counts: bool,
+    perturbnet: bool,
+    n_splits: int,
+) -> dict[str, Any]:
     """Labels, CV of all models, calibration; returns what later steps need."""
     pp.deg_labels(adata, modality_key="perturbation_type")
     labelled = list(adata.uns["deg"]["perturbations"])
@@ -151,7 +181,9 @@ def _benchmark_one(name: str, adata, cfg: BenchmarkConfig, report: _Report, embe
         if share >= 0.8:
             kept[key] = emb
         else:
-            report.text(f"{name}: the {key} embedding covers only {share:.0%} of the perturbations and is not used here.")
+            report.text(
+                f"{name}: the {key} embedding covers only {share:.0%} of the perturbations and is not used here."
+            )
     embeddings = kept
     for key, emb in embeddings.items():
         pp.add_gene_embedding(adata, emb, key_added=f"emb_{key}")
@@ -162,19 +194,41 @@ def _benchmark_one(name: str, adata, cfg: BenchmarkConfig, report: _Report, embe
                 f"({int((adata.varm['deg_is_de']).to_numpy().sum())} DEG entries). Scored on the {len(perts)} perturbations every embedding "
                 f"covers{f' (left out: {dropped})' if dropped else ''}; {n_splits}-fold CV over perturbations, control = the real control cells.")  # fmt: skip
     start = time.perf_counter()
-    res = tl.cross_validate(adata, models, perturbations=perts, n_splits=n_splits, rng=cfg.seed, key_added="cv", show_progress_bar=settings.progress_bar)
+    res = tl.cross_validate(
+        adata,
+        models,
+        perturbations=perts,
+        n_splits=n_splits,
+        rng=cfg.seed,
+        key_added="cv",
+        show_progress_bar=settings.progress_bar,
+    )
     report.text(f"CV of {len(models)} models took {time.perf_counter() - start:.0f} s.")
     report.table(f"{name}: mean [95% CI] over perturbations (pooled_*: over folds)", _summary_table(res.summary))
     report.summaries.append(res.summary.assign(dataset=name))
     report.per_perturbation.append(res.per_perturbation.assign(dataset=name))
-    shown = [m for m in ("pearson_delta", "pearson_de_delta", "pooled_roc_auc_de", "pooled_roc_auc_dir", "pooled_pearson_fc", "rank") if m in set(res.summary["metric"])]
+    shown = [
+        m
+        for m in (
+            "pearson_delta",
+            "pearson_de_delta",
+            "pooled_roc_auc_de",
+            "pooled_roc_auc_dir",
+            "pooled_pearson_fc",
+            "rank",
+        )
+        if m in set(res.summary["metric"])
+    ]
     report.figure(pl.metrics(res.summary, shown), f"{name}_metrics")
     if "gp_go" in models:
         cal = metrics.calibration(adata, "cv_gp_go", levels=(0.5, 0.8, 0.9, 0.95))
         report.table(f"{name}: GP (GO) interval coverage on held-out perturbations", cal.set_index("level"))
         report.figure(pl.calibration(cal), f"{name}_gp_calibration")
     if "stamp_go" in models:
-        report.figure(pl.model_scatter(res.per_perturbation, "noncontrol_mean", "stamp_go", metric="pearson_delta"), f"{name}_stamp_vs_mean")
+        report.figure(
+            pl.model_scatter(res.per_perturbation, "noncontrol_mean", "stamp_go", metric="pearson_delta"),
+            f"{name}_stamp_vs_mean",
+        )
     return {"res": res, "perts": perts, "models": models}
 
 
@@ -192,33 +246,65 @@ def _gi_section(name: str, adata, models: dict[str, Any], report: _Report) -> No
             logger.info("GI from %s skipped: %s", model, err)
             continue
         precision[model] = tl.gi_precision_at_k(pred, observed, k=10)
-        errors[model] = (pred[["magnitude", "model_fit", "similarity"]] - observed.loc[pred.index, ["magnitude", "model_fit", "similarity"]]).abs().mean()
+        errors[model] = (
+            (
+                pred[["magnitude", "model_fit", "similarity"]]
+                - observed.loc[pred.index, ["magnitude", "model_fit", "similarity"]]
+            )
+            .abs()
+            .mean()
+        )
     if precision:
         table = pd.DataFrame(precision)
-        report.table(f"{name}: Precision@10 per subtype (k capped at {len(observed)} doubles), from out-of-fold predictions", table.T)
+        report.table(
+            f"{name}: Precision@10 per subtype (k capped at {len(observed)} doubles), from out-of-fold predictions",
+            table.T,
+        )
         report.table(f"{name}: mean absolute error of GI scores from out-of-fold predictions", pd.DataFrame(errors).T)
         report.figure(pl.gi_precision(table), f"{name}_gi_precision")
     if len(observed) >= 16:
         clf = tl.GIClassifier().fit(observed)
-        acc = {m: tl.gi_accuracy(clf.predict(tl.gi_scores(adata, f"cv_{m}", show_progress_bar=False)), observed) for m in precision}
+        acc = {
+            m: tl.gi_accuracy(clf.predict(tl.gi_scores(adata, f"cv_{m}", show_progress_bar=False)), observed)
+            for m in precision
+        }
         report.table(f"{name}: decision-tree subtype accuracy", pd.DataFrame(acc).T)
     else:
         report.text(f"Decision-tree refinement not fitted: {len(observed)} doubles are fewer than two leaves of 8.")
     if "gp_go" in models:
         doubles = list(observed.index)
-        rest = [p for p in adata.uns["deg"]["perturbations"] if p not in doubles and all(g in adata.uns["emb_go"].index for g in pp.parse_perturbation(p))]
+        rest = [
+            p
+            for p in adata.uns["deg"]["perturbations"]
+            if p not in doubles and all(g in adata.uns["emb_go"].index for g in pp.parse_perturbation(p))
+        ]
         gp = tl.GPModel(adata, embedding="emb_go").fit(rest)
         iv = tl.gi_intervals(gp, doubles, n_samples=60, max_subpopulation=20_000, show_progress_bar=False)
-        wide = iv[iv["score"].isin(["magnitude", "model_fit", "similarity"])].assign(
-            interval=lambda d: [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in zip(d["median"], d["low"], d["high"], strict=True)]
-        ).pivot(index="perturbation", columns="score", values="interval")
-        report.table(f"{name}: GI scores predicted by the GP (GO) with 90% posterior intervals (doubles unseen in training)", wide)
+        wide = (
+            iv[iv["score"].isin(["magnitude", "model_fit", "similarity"])]
+            .assign(
+                interval=lambda d: [
+                    f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in zip(d["median"], d["low"], d["high"], strict=True)
+                ]
+            )
+            .pivot(index="perturbation", columns="score", values="interval")
+        )
+        report.table(
+            f"{name}: GI scores predicted by the GP (GO) with 90% posterior intervals (doubles unseen in training)",
+            wide,
+        )
 
 
-def _few_shot_section(source, source_perts: list[str], targets: dict[str, Any], cfg: BenchmarkConfig, report: _Report) -> pd.DataFrame:
+def _few_shot_section(
+    source, source_perts: list[str], targets: dict[str, Any], cfg: BenchmarkConfig, report: _Report
+) -> pd.DataFrame:
     rows = []
     for line, target in targets.items():
-        spec = (tl.STAMP, {"embedding": "emb_go"}, {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, "show_progress_bar": False})
+        spec = (
+            tl.STAMP,
+            {"embedding": "emb_go"},
+            {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, "show_progress_bar": False},
+        )
         table = tl.few_shot(source, target, spec, shots=cfg.shots, n_splits=3, baselines={"noncontrol_mean": tl.NonControlMean},
                             finetune_kwargs={"max_epochs": max(cfg.stamp_epochs // 3, 2), "lr": cfg.stamp_lr, "show_progress_bar": False},
                             source_perturbations=source_perts, rng=cfg.seed, show_progress_bar=False)  # fmt: skip
@@ -241,8 +327,9 @@ def run_benchmark(
     *,
     config: BenchmarkConfig | None = None,
 ) -> pd.DataFrame:
-    """Run the whole pipeline and write ``out/``: one h5ad per dataset, ``metrics.csv``, ``per_perturbation.csv``,
-    ``figures/*.png`` and ``report.md``.
+    """Run the whole pipeline and write ``out/``.
+
+    Writes one h5ad per dataset, ``metrics.csv``, ``per_perturbation.csv``, ``figures/*.png`` and ``report.md``.
 
     Parameters
     ----------
@@ -280,7 +367,16 @@ def run_benchmark(
         if name == "devel":
             k562 = datasets.perturbench_devel("k562")
             emb = embeddings
-            info = _benchmark_one("norman2019_k562", k562, cfg, report, emb, counts=False, perturbnet=cfg.perturbnet, n_splits=cfg.n_splits)
+            info = _benchmark_one(
+                "norman2019_k562",
+                k562,
+                cfg,
+                report,
+                emb,
+                counts=False,
+                perturbnet=cfg.perturbnet,
+                n_splits=cfg.n_splits,
+            )
             _gi_section("norman2019_k562", k562, info["models"], report)
             targets = {}
             for line in ("A172", "T98G", "U87MG"):
@@ -294,7 +390,16 @@ def run_benchmark(
                 g.write_h5ad(out / f"glioma_{line}.h5ad")
         elif name == "papalexi":
             p = datasets.papalexi2021_lowmoi()
-            info = _benchmark_one("papalexi2021_thp1", p, cfg, report, embeddings, counts=True, perturbnet=cfg.perturbnet, n_splits=cfg.n_splits)
+            info = _benchmark_one(
+                "papalexi2021_thp1",
+                p,
+                cfg,
+                report,
+                embeddings,
+                counts=True,
+                perturbnet=cfg.perturbnet,
+                n_splits=cfg.n_splits,
+            )
             if cfg.perturbnet and "perturbnet_go" in info["models"]:
                 _perturbnet_distributions(p, info["perts"], cfg, report)
             lc = tl.learning_curve(p, {"noncontrol_mean": tl.NonControlMean, "knn1_go": (tl.KNN, {"embedding": "emb_go"}), "gp_go": (tl.GPModel, {"embedding": "emb_go"})},
@@ -306,7 +411,16 @@ def run_benchmark(
 
             a = ad.read_h5ad(name)
             stem = Path(name).stem
-            _benchmark_one(stem, a, cfg, report, {"go": go}, counts="counts" in a.layers, perturbnet=cfg.perturbnet and "counts" in a.layers, n_splits=cfg.n_splits)
+            _benchmark_one(
+                stem,
+                a,
+                cfg,
+                report,
+                {"go": go},
+                counts="counts" in a.layers,
+                perturbnet=cfg.perturbnet and "counts" in a.layers,
+                n_splits=cfg.n_splits,
+            )
             a.write_h5ad(out / f"{stem}.h5ad")
     summary = pd.concat(report.summaries, ignore_index=True)
     summary.to_csv(out / "metrics.csv", index=False)
@@ -322,20 +436,30 @@ def _perturbnet_distributions(adata, perts: list[str], cfg: BenchmarkConfig, rep
     test = sorted(rng.choice(perts, size=max(2, len(perts) // 5), replace=False).tolist())
     train = [p for p in perts if p not in test]
     model = tl.PerturbNet(adata, representation="embedding", embedding="emb_go").fit(
-        train, scvi_epochs=cfg.scvi_epochs, max_epochs=cfg.perturbnet_epochs, lr=cfg.perturbnet_lr, show_progress_bar=False, rng=cfg.seed
+        train,
+        scvi_epochs=cfg.scvi_epochs,
+        max_epochs=cfg.perturbnet_epochs,
+        lr=cfg.perturbnet_lr,
+        show_progress_bar=False,
+        rng=cfg.seed,
     )
     start = time.perf_counter()
     gen = model.sample(test, n_cells=300, rng=cfg.seed)
     rate = gen.n_obs / (time.perf_counter() - start)
     dist = metrics.distribution_distances(adata, gen, n_pcs=20)
-    report.table("papalexi2021_thp1: PerturbNet generated vs real cells of unseen perturbations (PCA-20); control_* = real perturbed vs real control", dist)
+    report.table(
+        "papalexi2021_thp1: PerturbNet generated vs real cells of unseen perturbations (PCA-20); control_* = real perturbed vs real control",
+        dist,
+    )
     report.text(f"PerturbNet sampling throughput on this machine: {rate:.0f} cells/s (CPU).")
 
 
 def _resolve(dataset: str) -> list[str]:
     local = {
         "devel": (settings.datasetdir / "perturbench_devel" / "devel.h5ad").exists(),
-        "papalexi": (settings.datasetdir / "papalexi2021_sceptre_lowmoi" / "papalexi2021_thp1_lowmoi_299genes.h5ad").exists(),
+        "papalexi": (
+            settings.datasetdir / "papalexi2021_sceptre_lowmoi" / "papalexi2021_thp1_lowmoi_299genes.h5ad"
+        ).exists(),
     }
     if dataset == "auto":
         found = [k for k, v in local.items() if v]

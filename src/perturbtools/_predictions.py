@@ -49,7 +49,9 @@ class Predictions(NamedTuple):
         """Build from perturbations x genes arrays."""
         return cls(
             **{
-                name: None if a is None else pd.DataFrame(np.asarray(a, dtype=np.float32).T, index=var_names, columns=perturbations)
+                name: None
+                if a is None
+                else pd.DataFrame(np.asarray(a, dtype=np.float32).T, index=var_names, columns=perturbations)
                 for name, a in arrays.items()
             }
         )
@@ -73,7 +75,9 @@ def read_predictions(adata: AnnData, key: str) -> Predictions:
     keys = prediction_keys(key)
     frames = {f: adata.varm.get(getattr(keys, f)) for f in Predictions._fields}
     if all(v is None for v in frames.values()):
-        msg = f"No predictions under `adata.varm[{key!r}_*]`. Run a `pt.tl` model's `.predict(key_added={key!r})` first."
+        msg = (
+            f"No predictions under `adata.varm[{key!r}_*]`. Run a `pt.tl` model's `.predict(key_added={key!r})` first."
+        )
         raise KeyError(msg)
     cols = next(v for v in frames.values() if v is not None).columns
     return Predictions(**{f: None if v is None else v[cols] for f, v in frames.items()})

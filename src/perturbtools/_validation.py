@@ -80,7 +80,11 @@ def _check_values(
         return
     if summary is None:
         finite = np.isfinite(data)
-        summary = (data[finite].min(), data[finite].max(), int(data.size - finite.sum())) if finite.any() else (0, 0, data.size)
+        summary = (
+            (data[finite].min(), data[finite].max(), int(data.size - finite.sum()))
+            if finite.any()
+            else (0, 0, data.size)
+        )
     vmin, vmax, n_bad = summary
     if n_bad:
         msg = f"{where} contains {n_bad} NaN or infinite values. Remove or impute them (e.g. `np.nan_to_num`) first."

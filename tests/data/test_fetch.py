@@ -48,7 +48,7 @@ def test_bad_hash_and_missing(server, tmp_path, monkeypatch):
         "bad": DatasetFile("d", "f.txt", url + "f.txt", "0" * 64),
         "nourl": DatasetFile("d", "g.txt", None, None),
     }
-    with pytest.raises(ValueError, match="SHA256|hash"):
+    with pytest.raises(ValueError, match=r"SHA256|hash"):
         pt.data.fetch("bad", registry=registry)
     with pytest.raises(FileNotFoundError, match="PERTURBTOOLS_DATA_DIR"):
         pt.data.fetch("nourl", registry=registry)

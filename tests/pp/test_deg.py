@@ -18,7 +18,9 @@ from perturbtools.pp._deg_core import bh_adjust, fold_change, group_moments, wel
 def _scanpy_frames(adata, perts):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sc.tl.rank_genes_groups(adata, "perturbation", method="t-test", reference="control", use_raw=False, n_genes=adata.n_vars)
+        sc.tl.rank_genes_groups(
+            adata, "perturbation", method="t-test", reference="control", use_raw=False, n_genes=adata.n_vars
+        )
     r = adata.uns["rank_genes_groups"]
     out = {}
     for p in perts:
@@ -41,8 +43,12 @@ def _assert_equals_scanpy(adata):
         np.testing.assert_allclose(adata.varm[keys.logfc][p], ref[p]["logfoldchanges"], rtol=1e-4, atol=1e-4)
     X = adata.X.toarray() if sparse.issparse(adata.X) else adata.X
     labels = adata.obs["perturbation"].astype(str).to_numpy()
-    exact = stats.ttest_ind(X[labels == perts[0]].astype(np.float64), X[labels == "control"].astype(np.float64), equal_var=False)
-    np.testing.assert_allclose(adata.varm[keys.pvals][perts[0]], np.nan_to_num(exact.pvalue, nan=1.0), rtol=1e-9, atol=1e-300)
+    exact = stats.ttest_ind(
+        X[labels == perts[0]].astype(np.float64), X[labels == "control"].astype(np.float64), equal_var=False
+    )
+    np.testing.assert_allclose(
+        adata.varm[keys.pvals][perts[0]], np.nan_to_num(exact.pvalue, nan=1.0), rtol=1e-9, atol=1e-300
+    )
 
 
 def test_equals_scanpy_synthetic_sparse(adata):
@@ -139,7 +145,12 @@ def test_bad_input(adata):
     dup.var_names = ["G"] * dup.n_vars
     with pytest.raises(ValueError, match="var_names_make_unique"):
         pt.pp.deg_labels(dup)
-    few = adata[~((adata.obs["perturbation"] == adata.obs["perturbation"].cat.categories[1]) & (np.arange(adata.n_obs) % 50 != 0))].copy()
+    few = adata[
+        ~(
+            (adata.obs["perturbation"] == adata.obs["perturbation"].cat.categories[1])
+            & (np.arange(adata.n_obs) % 50 != 0)
+        )
+    ].copy()
     with pytest.warns(UserWarning, match="min_cells"):
         pt.pp.deg_labels(few, min_cells=5)
     with pytest.raises(ValueError, match="modality"):

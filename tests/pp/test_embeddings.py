@@ -19,7 +19,9 @@ def test_perturbation_embedding_mean_and_errors(emb):
     with pytest.raises(KeyError, match="OLD"):
         pt.pp.perturbation_embedding(emb, ["OLD"])
     aliases = pd.DataFrame({"symbol": ["NEW"], "alias": ["OLD"]})
-    np.testing.assert_allclose(pt.pp.perturbation_embedding(emb, ["OLD"], aliases=aliases)[0], emb.loc["NEW"].to_numpy())
+    np.testing.assert_allclose(
+        pt.pp.perturbation_embedding(emb, ["OLD"], aliases=aliases)[0], emb.loc["NEW"].to_numpy()
+    )
     cover = pt.pp.embedding_coverage(emb, ["A", "OLD", "Z"], aliases=aliases)
     assert cover["covered"].tolist() == [True, True, False]
     assert cover.loc["OLD", "match"] == "NEW"
@@ -47,7 +49,9 @@ def test_read_formats(emb, tmp_path):
     pd.to_pickle(emb.T.to_dict(orient="list"), tmp_path / "e.pkl")
     with pytest.raises(ValueError, match="allow_pickle"):
         pt.pp.read_gene_embedding(tmp_path / "e.pkl")
-    np.testing.assert_allclose(pt.pp.read_gene_embedding(tmp_path / "e.pkl", allow_pickle=True).to_numpy(), emb.to_numpy())
+    np.testing.assert_allclose(
+        pt.pp.read_gene_embedding(tmp_path / "e.pkl", allow_pickle=True).to_numpy(), emb.to_numpy()
+    )
 
 
 def test_pca_embedding(labelled_adata):

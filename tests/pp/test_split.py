@@ -27,4 +27,10 @@ def test_kfold_covers_each_once():
 
 def test_unseen_labels():
     labels = pt.pp.unseen_labels(["A", "C", "A+B", "A+C", "C+D"], train=["A", "B+E"])
-    assert labels.to_dict() == {"A": "0/1 unseen", "C": "1/1 unseen", "A+B": "0/2 unseen", "A+C": "1/2 unseen", "C+D": "2/2 unseen"}
+    assert labels.to_dict() == {
+        "A": "0/1 unseen",
+        "C": "1/1 unseen",
+        "A+B": "0/2 unseen",
+        "A+C": "1/2 unseen",
+        "C+D": "2/2 unseen",
+    }

@@ -16,7 +16,9 @@ BASELINES = {
 
 
 def test_cv_tables(labelled_adata, tmp_path):
-    res = pt.tl.cross_validate(labelled_adata, {**BASELINES, "knn": (pt.tl.KNN, {"k": 1})}, n_splits=3, show_progress_bar=False)
+    res = pt.tl.cross_validate(
+        labelled_adata, {**BASELINES, "knn": (pt.tl.KNN, {"k": 1})}, n_splits=3, show_progress_bar=False
+    )
     assert set(res.per_perturbation["model"]) == {*BASELINES, "knn"}
     per_model = res.per_perturbation.groupby("model")["perturbation"].apply(sorted)
     assert all(p == sorted(labelled_adata.uns["deg"]["perturbations"]) for p in per_model)
@@ -41,7 +43,9 @@ def test_real_papalexi_sanity(papalexi):
     assert abs(s["control_mean", "pearson_delta"]) < 1e-9
     measured = _target_measured(a)
     assert len(measured) >= 8
-    wide = per[per["perturbation"].isin(measured)].pivot_table(index="perturbation", columns="model", values="pearson_delta")
+    wide = per[per["perturbation"].isin(measured)].pivot_table(
+        index="perturbation", columns="model", values="pearson_delta"
+    )
     assert (wide["crispr_mean"] - wide["noncontrol_mean"]).mean() > 0.05
     assert s["noncontrol_mean", "pearson_delta"] > s["random", "pearson_delta"]
 

@@ -68,7 +68,10 @@ def test_constructed_doubles_are_called(kind):
 def test_precision_and_tree():
     rng = np.random.default_rng(3)
     kinds = ["additive", "synergy", "suppressor", "epistasis", "redundant", "neomorphic"] * 8
-    rows = {f"{k}{i}": pt.tl.gi_scores_core(*_constructed(k, rng, n=150), max_subpopulation=3000) for i, k in enumerate(kinds)}
+    rows = {
+        f"{k}{i}": pt.tl.gi_scores_core(*_constructed(k, rng, n=150), max_subpopulation=3000)
+        for i, k in enumerate(kinds)
+    }
     observed = pd.DataFrame.from_dict(rows, orient="index")
     prec = pt.tl.gi_precision_at_k(observed, observed, k=10)
     members = pt.tl.gi_subtypes(observed).sum()

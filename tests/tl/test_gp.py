@@ -20,10 +20,16 @@ def test_neg_mll_equals_sum_of_independent_gps():
     gp = SharedRBFGP(lengthscale=1.3, variance=0.7, noise=0.2, jitter=0.0)
     with torch.no_grad():
         K = gp.kernel(x, x) + 0.2 * torch.eye(7, dtype=torch.float64)
-        ref = -sum(torch.distributions.MultivariateNormal(torch.zeros(7, dtype=torch.float64), K).log_prob(y[:, g]) for g in range(4))
+        ref = -sum(
+            torch.distributions.MultivariateNormal(torch.zeros(7, dtype=torch.float64), K).log_prob(y[:, g])
+            for g in range(4)
+        )
         got = gp.neg_mll(x, y, 4) * 7 * 4
         wide = torch.randn(7, 30, generator=gen, dtype=torch.float64)
-        ref_wide = -sum(torch.distributions.MultivariateNormal(torch.zeros(7, dtype=torch.float64), K).log_prob(wide[:, g]) for g in range(30))
+        ref_wide = -sum(
+            torch.distributions.MultivariateNormal(torch.zeros(7, dtype=torch.float64), K).log_prob(wide[:, g])
+            for g in range(30)
+        )
         got_wide = gp.neg_mll(x, gram_root(wide), 30) * 7 * 30
     assert float(got) == pytest.approx(float(ref), rel=1e-10)
     assert float(got_wide) == pytest.approx(float(ref_wide), rel=1e-9)
@@ -69,7 +75,10 @@ def test_gp_fit_predict_calibration_save_load(gp_adata, tmp_path):
 
 def test_gp_beats_mean_on_structured_data(gp_adata):
     res = pt.tl.cross_validate(
-        gp_adata, {"gp": (pt.tl.GPModel, {"n_components": 8}), "mean": pt.tl.NonControlMean}, n_splits=4, show_progress_bar=False
+        gp_adata,
+        {"gp": (pt.tl.GPModel, {"n_components": 8}), "mean": pt.tl.NonControlMean},
+        n_splits=4,
+        show_progress_bar=False,
     )
     s = res.summary.set_index(["model", "metric"])["mean"]
     assert s["gp", "pearson_delta"] > s["mean", "pearson_delta"] + 0.05
@@ -85,7 +94,13 @@ def test_gp_samples_match_moments(gp_adata):
 
 
 def test_learning_curve_and_plot(gp_adata):
-    table = pt.tl.learning_curve(gp_adata, {"gp": (pt.tl.GPModel, {"n_components": 5}), "knn": pt.tl.KNN}, train_sizes=[5, 20], n_splits=2, show_progress_bar=False)
+    table = pt.tl.learning_curve(
+        gp_adata,
+        {"gp": (pt.tl.GPModel, {"n_components": 5}), "knn": pt.tl.KNN},
+        train_sizes=[5, 20],
+        n_splits=2,
+        show_progress_bar=False,
+    )
     assert set(table["n_train"]) == {5, 20} and len(table) == 2 * 2 * 2
     import matplotlib.axes
 

@@ -58,7 +58,9 @@ def _toy_go(genes, rng=0):
 
 def test_perturbnet_embedding_fit_sample_predict_save_load(counts_adata, tmp_path):
     perts = counts_adata.uns["deg"]["perturbations"]
-    m = pt.tl.PerturbNet(counts_adata, representation="embedding", embedding="gene_emb", n_blocks=4).fit(perts[2:], **FAST)
+    m = pt.tl.PerturbNet(counts_adata, representation="embedding", embedding="gene_emb", n_blocks=4).fit(
+        perts[2:], **FAST
+    )
     gen = m.sample(perts[:2], n_cells=30)
     assert gen.shape == (60, counts_adata.n_vars) and "X_scVI" in gen.obsm and "counts" in gen.layers
     assert np.allclose(gen.layers["counts"].data % 1, 0)
@@ -88,7 +90,14 @@ def test_pseudo_counts_for_log_data(counts_adata):
     with pytest.raises(KeyError, match="pseudo_counts"):
         pt.tl.PerturbNet(counts_adata, representation="embedding", embedding="gene_emb")
     perts = counts_adata.uns["deg"]["perturbations"]
-    m = pt.tl.PerturbNet(counts_adata, representation="embedding", embedding="gene_emb", counts_layer=None, pseudo_counts=True, n_blocks=2)
+    m = pt.tl.PerturbNet(
+        counts_adata,
+        representation="embedding",
+        embedding="gene_emb",
+        counts_layer=None,
+        pseudo_counts=True,
+        n_blocks=2,
+    )
     m.fit(perts[1:], **FAST)
     assert m.predict([perts[0]], inplace=False).mean.notna().all().all()
 

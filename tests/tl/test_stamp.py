@@ -26,7 +26,7 @@ def test_module_shapes_and_one_step_lowers_loss(gene_specific):
     torch.manual_seed(0)
     m = STAMPModule(emb, hidden1=(16, 16), dropout1=0.0, gene_specific=gene_specific)
     out = m(x)
-    assert {k: v.shape for k, v in out.items()} == {k: (4, 12) for k in ("de_logit", "up_logit", "log_fc")}
+    assert {k: v.shape for k, v in out.items()} == dict.fromkeys(("de_logit", "up_logit", "log_fc"), (4, 12))
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     before = stamp_losses(m(x), is_de, up, fc)["total"]
     for _ in range(5):
@@ -56,7 +56,10 @@ def test_losses_match_reference_weights():
     ref1 = torch.nn.functional.binary_cross_entropy(torch.sigmoid(out["de_logit"]), is_de, weight=w1)
     n_up = (is_de * up).sum()
     w2 = is_de * up * (n_de / n_up) + is_de * (1 - up) * (n_de / (n_de - n_up))
-    ref2 = torch.nn.functional.binary_cross_entropy(torch.sigmoid(out["up_logit"]), up, weight=w2, reduction="sum") / w2.sum()
+    ref2 = (
+        torch.nn.functional.binary_cross_entropy(torch.sigmoid(out["up_logit"]), up, weight=w2, reduction="sum")
+        / w2.sum()
+    )
     ref3 = (is_de * (torch.exp(out["log_fc"]) - fc) ** 2).sum() / n_de
     got = stamp_losses(out, is_de, up, fc)
     torch.testing.assert_close(got["l1"], ref1, rtol=1e-5, atol=1e-6)

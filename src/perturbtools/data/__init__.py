@@ -1,5 +1,7 @@
 """Datasets: a simulator with known ground truth and loaders of real data (local folder or download)."""
 
+from __future__ import annotations
+
 from ._datasets import (
     adamson2016,
     gene_aliases,

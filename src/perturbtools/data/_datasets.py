@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import pickle
@@ -183,5 +182,3 @@ def published_splits(name: Literal["norman", "adamson", "replogle_k562_essential
     Read with an unpickler that accepts only builtin containers of strings, never arbitrary objects.
     """
     return _load_split_pickle(fetch(f"splits_{name}"))
-
-

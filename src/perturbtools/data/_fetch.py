@@ -65,7 +65,11 @@ def fetch(name: str, *, registry: dict[str, DatasetFile] | None = None) -> Path:
             stacklevel=2,
         )
     logger.info("downloading %s to %s", entry.url, folder)
-    out = Path(pooch.retrieve(entry.url, known_hash=known, fname=entry.filename, path=folder, progressbar=settings.progress_bar))
+    out = Path(
+        pooch.retrieve(
+            entry.url, known_hash=known, fname=entry.filename, path=folder, progressbar=settings.progress_bar
+        )
+    )
     if known is None:
         logger.warning("sha256 of %s: %s", out, _sha256(out))
     return out

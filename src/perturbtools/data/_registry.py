@@ -38,7 +38,10 @@ REGISTRY: dict[str, DatasetFile] = {
         (20729, 299),
     ),
     "go_gene2go": DatasetFile(
-        "go_human_orgHs", "gene2go_human.tsv.gz", None, "ff479eb5503ff54f0eb2e04dd4ed54b7ac59fca21dd7ccf1f101bbefa0d9df87"
+        "go_human_orgHs",
+        "gene2go_human.tsv.gz",
+        None,
+        "ff479eb5503ff54f0eb2e04dd4ed54b7ac59fca21dd7ccf1f101bbefa0d9df87",
     ),
     "go_parents": DatasetFile(
         "go_human_orgHs", "go_parents.tsv.gz", None, "bb226353b40dcf6af953f67647c475c2a3fd2f076f763cf17971e8eb1b8eae27"
@@ -80,12 +83,20 @@ REGISTRY: dict[str, DatasetFile] = {
         "6a92bba5e69d11187e52b40e042a76a76a7713ba274f93fe356c89f6533c63ae",
     ),
     # full public datasets (scPerturb harmonised h5ad); downloaded on a user's machine
-    "norman2019": DatasetFile("scperturb", "NormanWeissman2019_filtered.h5ad", _SCPERTURB + "NormanWeissman2019_filtered.h5ad", None),
+    "norman2019": DatasetFile(
+        "scperturb", "NormanWeissman2019_filtered.h5ad", _SCPERTURB + "NormanWeissman2019_filtered.h5ad", None
+    ),
     "adamson2016": DatasetFile(
-        "scperturb", "AdamsonWeissman2016_GSM2406681_10X010.h5ad", _SCPERTURB + "AdamsonWeissman2016_GSM2406681_10X010.h5ad", None
+        "scperturb",
+        "AdamsonWeissman2016_GSM2406681_10X010.h5ad",
+        _SCPERTURB + "AdamsonWeissman2016_GSM2406681_10X010.h5ad",
+        None,
     ),
     "replogle2022_k562_essential": DatasetFile(
-        "scperturb", "ReplogleWeissman2022_K562_essential.h5ad", _SCPERTURB + "ReplogleWeissman2022_K562_essential.h5ad", None
+        "scperturb",
+        "ReplogleWeissman2022_K562_essential.h5ad",
+        _SCPERTURB + "ReplogleWeissman2022_K562_essential.h5ad",
+        None,
     ),
     "replogle2022_rpe1": DatasetFile(
         "scperturb", "ReplogleWeissman2022_rpe1.h5ad", _SCPERTURB + "ReplogleWeissman2022_rpe1.h5ad", None

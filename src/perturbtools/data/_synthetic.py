@@ -91,7 +91,9 @@ def synthetic(
     genes = np.array([f"G{i:05d}" for i in range(n_genes)])
     loadings = (rng.random((n_genes, n_programs)) < 2.0 / n_programs) * rng.uniform(0.5, 1.5, (n_genes, n_programs))
     signs = rng.choice([-1.0, 1.0], size=n_programs)
-    embedding = np.hstack([loadings, np.zeros((n_genes, 8))]) + embedding_noise * rng.standard_normal((n_genes, n_programs + 8))
+    embedding = np.hstack([loadings, np.zeros((n_genes, 8))]) + embedding_noise * rng.standard_normal(
+        (n_genes, n_programs + 8)
+    )
     base = rng.normal(0.0, 1.2, n_genes)
 
     targets = rng.choice(n_genes, size=n_perturbations, replace=False)
@@ -145,10 +147,17 @@ def synthetic(
     )
     adata = ad.AnnData(X=X[order], obs=obs, var=pd.DataFrame(index=genes))
     adata.layers["counts"] = counts[order]
-    adata.varm["synthetic_effect"] = pd.DataFrame(np.column_stack(list(effects.values())), index=genes, columns=list(effects))
+    adata.varm["synthetic_effect"] = pd.DataFrame(
+        np.column_stack(list(effects.values())), index=genes, columns=list(effects)
+    )
     adata.uns["synthetic"] = {
         "gene_embedding": pd.DataFrame(embedding, index=genes, columns=[f"e{i}" for i in range(embedding.shape[1])]),
         "interactions": pd.DataFrame(rows, columns=["perturbation", "gene_a", "gene_b", "interaction"]),
-        "params": {"n_programs": n_programs, "modality": modality, "effect_size": effect_size, "dispersion": dispersion},
+        "params": {
+            "n_programs": n_programs,
+            "modality": modality,
+            "effect_size": effect_size,
+            "dispersion": dispersion,
+        },
     }
     return adata

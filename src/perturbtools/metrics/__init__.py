@@ -1,5 +1,7 @@
 """Metrics: one evaluation path for every model (SPEC §6)."""
 
+from __future__ import annotations
+
 from ._core import mean_ci, pr_auc, rank_metric, roc_auc, rowwise_mae, rowwise_pearson, rowwise_r2
 from ._distribution import distribution_distances, energy_distance, mmd
 from ._evaluate import (

@@ -72,8 +72,10 @@ def pr_auc(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def rank_metric(pred_delta: np.ndarray, true_delta: np.ndarray) -> np.ndarray:
-    """Rank metric of Wu et al.: for each true perturbation q, the share of the N predictions closer (cosine of deltas)
-    to q's truth than q's own prediction, ties counted half. 0 is best, about 0.5 is random (and constant predictions).
+    """Rank metric of Wu et al. (0 best, about 0.5 random).
+
+    For each true perturbation q, the share of the N predictions closer (cosine of deltas) to q's truth than q's own
+    prediction, ties counted half; constant predictions score about 0.5.
     """
 
     def unit(x):

@@ -65,7 +65,9 @@ def distribution_distances(
     labels_g = generated.obs[perturbation_key].astype(str).to_numpy()
     perts = list(perturbations) if perturbations is not None else sorted(set(labels_g) & set(labels_r))
     fit_idx = rng.choice(real.n_obs, size=min(real.n_obs, 5000), replace=False)
-    pca = PCA(n_components=min(n_pcs, real.n_vars), random_state=int(rng.integers(2**31))).fit(_to_dense(real.X[fit_idx]))
+    pca = PCA(n_components=min(n_pcs, real.n_vars), random_state=int(rng.integers(2**31))).fit(
+        _to_dense(real.X[fit_idx])
+    )
 
     def pick(adata, labels, p):
         idx = np.flatnonzero(labels == p)

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..pp._deg_core import fold_change, mean_from_fold_change
-from ..pp._split import unseen_labels
 from .._labelled import LabelledData
 from .._predictions import read_predictions
+from ..pp._deg_core import fold_change, mean_from_fold_change
+from ..pp._split import unseen_labels
 from ._core import mean_ci, pr_auc, rank_metric, roc_auc, rowwise_mae, rowwise_pearson, rowwise_r2
 
 if TYPE_CHECKING:
@@ -225,7 +225,9 @@ def evaluate(
     return per, pooled
 
 
-def summarize(per_perturbation: pd.DataFrame, *, by: str | Sequence[str] | None = None, level: float = 0.95) -> pd.DataFrame:
+def summarize(
+    per_perturbation: pd.DataFrame, *, by: str | Sequence[str] | None = None, level: float = 0.95
+) -> pd.DataFrame:
     """Mean and ``level`` t-interval of every numeric metric over perturbations (rows), optionally per group.
 
     Returns
@@ -292,6 +294,14 @@ def calibration(
     for level in levels:
         inside = z <= stats.norm.ppf(0.5 + level / 2)
         per = np.nanmean(inside, axis=1)
-        m, low, high, _ = mean_ci(per)
-        rows.append({"level": level, "coverage": float(np.nanmean(inside)), "coverage_ci_low": low, "coverage_ci_high": high, "n_entries": int(np.isfinite(z).sum())})
+        _m, low, high, _ = mean_ci(per)
+        rows.append(
+            {
+                "level": level,
+                "coverage": float(np.nanmean(inside)),
+                "coverage_ci_low": low,
+                "coverage_ci_high": high,
+                "n_entries": int(np.isfinite(z).sum()),
+            }
+        )
     return pd.DataFrame(rows)

@@ -26,7 +26,9 @@ def _curve(table: pd.DataFrame, x: str, hue: str, metric: str, ax: Axes | None, 
     return ax
 
 
-def learning_curve(table: pd.DataFrame, *, metric: str = "pearson_delta", ax: Axes | None = None, **kwargs: Any) -> Axes:
+def learning_curve(
+    table: pd.DataFrame, *, metric: str = "pearson_delta", ax: Axes | None = None, **kwargs: Any
+) -> Axes:
     """Metric against the number of training perturbations, mean and 95% CI over folds.
 
     Parameters

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from ._utils import _new_ax
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.axes import Axes
 
 
-def gi_scores(scores: pd.DataFrame, *, x: str = "magnitude", y: str = "model_fit", annotate: bool = True, ax: Axes | None = None, **kwargs: Any) -> Axes:
+def gi_scores(
+    scores: pd.DataFrame,
+    *,
+    x: str = "magnitude",
+    y: str = "model_fit",
+    annotate: bool = True,
+    ax: Axes | None = None,
+    **kwargs: Any,
+) -> Axes:
     """GI score scatter (magnitude vs model fit by default), coloured by the first subtype call of each double.
 
     Parameters
@@ -75,7 +82,9 @@ def gi_precision(table: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) 
     return ax
 
 
-def attributions(values: pd.Series, *, n_top: int = 15, labels: dict[str, str] | None = None, ax: Axes | None = None, **kwargs: Any) -> Axes:
+def attributions(
+    values: pd.Series, *, n_top: int = 15, labels: dict[str, str] | None = None, ax: Axes | None = None, **kwargs: Any
+) -> Axes:
     """Top attributions (e.g. :meth:`perturbtools.tl.PerturbNet.integrated_gradients`) as horizontal bars.
 
     Parameters

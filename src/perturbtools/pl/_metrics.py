@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
 def metrics(
     summary: pd.DataFrame,
-    metrics: Sequence[str] = ("pearson_delta", "pearson_de_delta", "pooled_roc_auc_de", "pooled_roc_auc_dir", "pooled_pearson_fc", "rank"),
+    metrics: Sequence[str] = (
+        "pearson_delta",
+        "pearson_de_delta",
+        "pooled_roc_auc_de",
+        "pooled_roc_auc_dir",
+        "pooled_pearson_fc",
+        "rank",
+    ),
     *,
     models: Sequence[str] | None = None,
     ncols: int = 3,
@@ -56,7 +63,12 @@ def metrics(
         raise KeyError(msg)
     models = list(models) if models is not None else list(dict.fromkeys(summary["model"]))
     nrows = int(np.ceil(len(metrics) / ncols))
-    fig, axes = plt.subplots(nrows, min(ncols, len(metrics)), figsize=(3.6 * min(ncols, len(metrics)), 0.35 * len(models) * nrows + 1.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows,
+        min(ncols, len(metrics)),
+        figsize=(3.6 * min(ncols, len(metrics)), 0.35 * len(models) * nrows + 1.2 * nrows),
+        squeeze=False,
+    )
     palette = dict(zip(models, sns.color_palette("tab10", len(models)), strict=False))
     for ax, metric in zip(axes.ravel(), metrics, strict=False):
         sub = summary[summary["metric"] == metric].set_index("model").reindex(models)
@@ -126,7 +138,16 @@ def prediction_scatter(
         pred, obs = pred - data.control_mean, obs - data.control_mean
     frame = pd.DataFrame({"observed": obs, "predicted": pred, "DEG": np.where(data.is_de[row], "DEG", "other")})
     ax = _new_ax(ax)
-    sns.scatterplot(data=frame.sort_values("DEG", ascending=False), x="observed", y="predicted", hue="DEG", hue_order=["other", "DEG"], s=12, ax=ax, **kwargs)
+    sns.scatterplot(
+        data=frame.sort_values("DEG", ascending=False),
+        x="observed",
+        y="predicted",
+        hue="DEG",
+        hue_order=["other", "DEG"],
+        s=12,
+        ax=ax,
+        **kwargs,
+    )
     lim = np.nanmax(np.abs(frame[["observed", "predicted"]].to_numpy())) * 1.05
     ax.plot([-lim, lim], [-lim, lim], color="grey", lw=0.8, ls="--")
     ax.set_title(f"{perturbation} ({key})")
@@ -136,7 +157,13 @@ def prediction_scatter(
 
 
 def model_scatter(
-    per_perturbation: pd.DataFrame, model_x: str, model_y: str, *, metric: str = "pearson_delta", ax: Axes | None = None, **kwargs: Any
+    per_perturbation: pd.DataFrame,
+    model_x: str,
+    model_y: str,
+    *,
+    metric: str = "pearson_delta",
+    ax: Axes | None = None,
+    **kwargs: Any,
 ) -> Axes:
     """Per-perturbation metric of one model against another (points above the diagonal favour ``model_y``).
 

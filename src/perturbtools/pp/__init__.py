@@ -1,7 +1,15 @@
 """Preprocessing: subtask labels, pseudobulks, splits, gene embeddings."""
 
+from __future__ import annotations
+
 from ._deg import deg_labels
-from ._embeddings import add_gene_embedding, embedding_coverage, get_gene_embedding, perturbation_embedding, read_gene_embedding
+from ._embeddings import (
+    add_gene_embedding,
+    embedding_coverage,
+    get_gene_embedding,
+    perturbation_embedding,
+    read_gene_embedding,
+)
 from ._gene_embeddings import go_embedding, go_matrix, pca_embedding, reduce_embedding, text_embedding
 from ._perturbations import canonical_label, parse_perturbation, perturbation_genes, standardize_perturbations
 from ._pseudobulk import pseudobulk
@@ -9,22 +17,22 @@ from ._split import kfold_perturbations, split_perturbations, unseen_labels
 
 __all__ = [
     "add_gene_embedding",
+    "canonical_label",
+    "deg_labels",
     "embedding_coverage",
     "get_gene_embedding",
     "go_embedding",
     "go_matrix",
-    "pca_embedding",
-    "text_embedding",
-    "perturbation_embedding",
-    "read_gene_embedding",
-    "canonical_label",
-    "deg_labels",
     "kfold_perturbations",
     "parse_perturbation",
+    "pca_embedding",
+    "perturbation_embedding",
     "perturbation_genes",
     "pseudobulk",
+    "read_gene_embedding",
     "reduce_embedding",
     "split_perturbations",
     "standardize_perturbations",
+    "text_embedding",
     "unseen_labels",
 ]

@@ -65,7 +65,7 @@ def deg_labels(
     key_added: str = "deg",
     copy: bool = False,
 ) -> AnnData | None:
-    """STAMP subtask labels for every perturbation against control cells.
+    r"""STAMP subtask labels for every perturbation against control cells.
 
     One Welch t-test per gene and perturbation (cells of the perturbation vs control cells), computed in one pass of
     group sums over the (sparse) matrix. The scores and p-values equal
@@ -140,7 +140,9 @@ def deg_labels(
         summary=(moments.value_min, moments.value_max, moments.n_nonfinite),
     )  # fmt: skip
     ctrl = int(np.flatnonzero(names == control)[0])
-    too_few = [str(p) for i, p in enumerate(names) if i != ctrl and 0 < moments.n[i] < min_cells]  # unused categories: dropped
+    too_few = [
+        str(p) for i, p in enumerate(names) if i != ctrl and 0 < moments.n[i] < min_cells
+    ]  # unused categories: dropped
     if moments.n[ctrl] < 2:
         msg = f"Only {int(moments.n[ctrl])} control cell(s) labelled {control!r}; the t-test needs at least 2."
         raise ValueError(msg)

@@ -64,7 +64,9 @@ def group_moments(X, codes: np.ndarray, n_groups: int) -> GroupMoments:
     """
     if sparse.issparse(X) and X.format == "csr" and _csr_group_sums is not None:
         n_chunks = max(1, min(numba.get_num_threads(), X.shape[0] // 1000 or 1))
-        sums, sumsq, vmin, vmax, bad = _csr_group_sums(X.indptr, X.indices, X.data, codes.astype(np.int64), n_groups, X.shape[1], n_chunks)
+        sums, sumsq, vmin, vmax, bad = _csr_group_sums(
+            X.indptr, X.indices, X.data, codes.astype(np.int64), n_groups, X.shape[1], n_chunks
+        )
         n = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
         if X.nnz < X.shape[0] * X.shape[1]:  # implicit zeros
             vmin, vmax = min(vmin, 0.0), max(vmax, 0.0)
@@ -177,7 +179,11 @@ def top_masks(scores: np.ndarray, logfc: np.ndarray, *, n_top40: int = 20, n_top
 
     def first(values, k):
         k = min(k, n_genes)
-        return np.argpartition(-values, k - 1, axis=1)[:, :k] if k < n_genes else np.tile(np.arange(n_genes), (len(values), 1))
+        return (
+            np.argpartition(-values, k - 1, axis=1)[:, :k]
+            if k < n_genes
+            else np.tile(np.arange(n_genes), (len(values), 1))
+        )
 
     top20 = mask_of(first(np.abs(scores), n_top20))
     top40 = mask_of(first(scores, n_top40)) | mask_of(first(-scores, n_top40))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,8 @@ from .._validation import _as_anndata
 from ._perturbations import parse_perturbation
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from anndata import AnnData
 
 logger = logging.getLogger(__name__)
@@ -143,8 +144,10 @@ def perturbation_embedding(
 
 
 def read_gene_embedding(path: str | Path, *, allow_pickle: bool = False) -> pd.DataFrame:
-    """Read a genes x d table: csv/tsv(.gz) (first column = gene), parquet, npz (``genes`` + ``embedding``), or
-    GenePT's pickled dict (only with ``allow_pickle=True``; never load pickles you do not trust).
+    """Read a genes x d embedding table from a file.
+
+    csv/tsv(.gz) (first column = gene), parquet, npz (``genes`` + ``embedding``), or GenePT's pickled dict (only with
+    ``allow_pickle=True``; never load pickles you do not trust).
     """
     path = Path(path)
     suffixes = "".join(path.suffixes[-2:]).lower()
@@ -164,7 +167,7 @@ def read_gene_embedding(path: str | Path, *, allow_pickle: bool = False) -> pd.D
         import pickle
 
         with path.open("rb") as fh:
-            data = pickle.load(fh)  # noqa: S301 - opt-in above
+            data = pickle.load(fh)
         frame = pd.DataFrame.from_dict(data, orient="index") if isinstance(data, dict) else pd.DataFrame(data)
         return _clean_embedding(frame)
     msg = f"Unknown embedding file type {path.name!r}; use csv, tsv, parquet, npz or (opt-in) pickle."

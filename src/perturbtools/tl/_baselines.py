@@ -79,7 +79,9 @@ class CrisprInformedMean(NonControlMean):
     _default_key: ClassVar[str] = "crispr_mean"
     _FACTOR: ClassVar[dict[str, float]] = {"CRISPRi": 0.0, "knockout": 0.0, "CRISPRa": 2.0}
 
-    def __init__(self, adata: AnnData, *, modality: Literal["CRISPRi", "CRISPRa", "knockout"] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, adata: AnnData, *, modality: Literal["CRISPRi", "CRISPRa", "knockout"] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(adata, modality=modality, **kwargs)
 
     def _fit(self, train, *, rng, **kwargs):
@@ -146,8 +148,10 @@ class _DeltaLookup(_MeanModel):
 
 
 class Additive(_DeltaLookup):
-    """Doubles as ``mu_c + delta_A + delta_B`` from the seen singles; other perturbations fall back to the
-    non-control mean (or the seen single itself).
+    """Additive model for combinations.
+
+    Doubles are ``mu_c + delta_A + delta_B`` from the seen singles; a seen single is its own training profile; other
+    perturbations fall back to the non-control mean of training.
     """
 
     _default_key: ClassVar[str] = "additive"
@@ -197,14 +201,24 @@ class KNN(_MeanModel):
 
     _default_key: ClassVar[str] = "knn"
 
-    def __init__(self, adata: AnnData, *, embedding: str | pd.DataFrame = "gene_emb", k: int = 1, weighted: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        adata: AnnData,
+        *,
+        embedding: str | pd.DataFrame = "gene_emb",
+        k: int = 1,
+        weighted: bool = True,
+        **kwargs: Any,
+    ) -> None:
         key = embedding if isinstance(embedding, str) else None
         super().__init__(adata, embedding=key, k=k, weighted=weighted, **kwargs)
         # ``embedding=None`` happens only in ``load``, which restores the table from the saved state
         self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
 
     def _embed(self, perturbations):
-        return perturbation_embedding(self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter)
+        return perturbation_embedding(
+            self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
+        )
 
     def _fit(self, train, *, rng, **kwargs):
         self.train_emb_ = self._embed(train)
@@ -221,8 +235,12 @@ class KNN(_MeanModel):
         return self.data_.control_mean + np.einsum("qk,qkg->qg", w, self.train_delta_[nn])
 
     def _get_state(self):
-        return {"train_emb": self.train_emb_, "train_delta": self.train_delta_, "embedding": self.embedding_.to_numpy(),
-                "embedding_genes": self.embedding_.index.to_numpy(dtype=str)}
+        return {
+            "train_emb": self.train_emb_,
+            "train_delta": self.train_delta_,
+            "embedding": self.embedding_.to_numpy(),
+            "embedding_genes": self.embedding_.index.to_numpy(dtype=str),
+        }
 
     def _set_state(self, state):
         self.train_emb_, self.train_delta_ = state["train_emb"], state["train_delta"]
@@ -257,7 +275,13 @@ class Linear(_MeanModel):
     _default_key: ClassVar[str] = "linear"
 
     def __init__(
-        self, adata: AnnData, *, n_components: int = 10, ridge: float = 0.1, embedding: str | pd.DataFrame | None = None, **kwargs: Any
+        self,
+        adata: AnnData,
+        *,
+        n_components: int = 10,
+        ridge: float = 0.1,
+        embedding: str | pd.DataFrame | None = None,
+        **kwargs: Any,
     ) -> None:
         key = embedding if isinstance(embedding, str) else None
         super().__init__(adata, n_components=n_components, ridge=ridge, embedding=key, **kwargs)
@@ -305,7 +329,10 @@ class Linear(_MeanModel):
     def _get_state(self):
         state = {"G": self.G_, "W": self.W_, "b": self.b_}
         if self.embedding_ is not None:
-            state |= {"embedding": self.embedding_.to_numpy(), "embedding_genes": self.embedding_.index.to_numpy(dtype=str)}
+            state |= {
+                "embedding": self.embedding_.to_numpy(),
+                "embedding_genes": self.embedding_.index.to_numpy(dtype=str),
+            }
         return state
 
     def _set_state(self, state):

@@ -121,7 +121,13 @@ def gi_scores(
     for p in _progress(todo, show_progress_bar=show_progress_bar, desc="GI scores"):
         a, b = data.targets(p)
         m = masks[p]
-        rows[p] = {"gene_a": a, "gene_b": b, **gi_scores_core(delta_of[a][m], delta_of[b][m], delta_of[p][m], model_fit=model_fit, max_subpopulation=max_subpopulation)}
+        rows[p] = {
+            "gene_a": a,
+            "gene_b": b,
+            **gi_scores_core(
+                delta_of[a][m], delta_of[b][m], delta_of[p][m], model_fit=model_fit, max_subpopulation=max_subpopulation
+            ),
+        }
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "perturbation"
     adata.uns[key_added or gi_key(key or labels_key)] = out
@@ -129,7 +135,7 @@ def gi_scores(
 
 
 def gi_subtypes(scores: pd.DataFrame, *, rules: dict[str, tuple[str, str, float, bool]] | None = None) -> pd.DataFrame:
-    """Subtype calls with the GEARS thresholds (a double can carry several).
+    r"""Subtype calls with the GEARS thresholds (a double can carry several).
 
     synergy: magnitude > 1.15; suppressor: magnitude < 1; additive: \\|magnitude − 1\\| < 0.25; redundant:
     similarity > 0.85; neomorphic: model fit < 0.88; epistasis: equality of contribution < 0.28. Note that with
@@ -152,8 +158,10 @@ def _ranking_score(scores: pd.DataFrame, subtype: str) -> pd.Series:
 
 
 def gi_precision_at_k(predicted: pd.DataFrame, observed: pd.DataFrame, *, k: int = 10) -> pd.Series:
-    """Precision@k per subtype: share of the ``k`` doubles ranked most typical of it by ``predicted`` scores that
-    are true members by ``observed`` scores (``k`` capped at the number of doubles).
+    """Precision@k per subtype.
+
+    The share of the ``k`` doubles ranked most typical of a subtype by ``predicted`` scores that are true members by
+    ``observed`` scores (``k`` capped at the number of doubles).
     """
     common = predicted.index.intersection(observed.index)
     truth = gi_subtypes(observed.loc[common])
@@ -179,10 +187,17 @@ class GIClassifier:
 
     features = ("magnitude", "model_fit", "similarity", "equality_of_contribution", "dominance")
 
-    def __init__(self, *, max_depth: int = 6, min_samples_leaf: int = 8, min_samples_split: int = 8, rng: int = 0) -> None:
+    def __init__(
+        self, *, max_depth: int = 6, min_samples_leaf: int = 8, min_samples_split: int = 8, rng: int = 0
+    ) -> None:
         from sklearn.tree import DecisionTreeClassifier
 
-        self.tree_ = DecisionTreeClassifier(max_depth=max_depth, min_samples_leaf=min_samples_leaf, min_samples_split=min_samples_split, random_state=rng)
+        self.tree_ = DecisionTreeClassifier(
+            max_depth=max_depth,
+            min_samples_leaf=min_samples_leaf,
+            min_samples_split=min_samples_split,
+            random_state=rng,
+        )
 
     def _z(self, scores: pd.DataFrame) -> np.ndarray:
         x = scores[list(self.features)].replace([np.inf, -np.inf], np.nan).to_numpy(np.float64)
@@ -234,7 +249,7 @@ def gi_intervals(
     Long DataFrame: ``perturbation, score, median, low, high``.
     """
     data = model.data_
-    doubles = _gi_doubles(data, doubles, {p for p in (doubles or data.perturbations)})
+    doubles = _gi_doubles(data, doubles, set(doubles or data.perturbations))
     if not doubles:
         msg = "No double with both singles observed to score."
         raise ValueError(msg)

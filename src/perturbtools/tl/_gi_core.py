@@ -44,7 +44,9 @@ def _spatial_median(points: np.ndarray, max_iter: int = 1000, tol: float = 1e-3)
     return old
 
 
-def theil_sen(X: np.ndarray, y: np.ndarray, *, max_subpopulation: int = 100_000, rng: int | np.random.Generator = 1000) -> np.ndarray:
+def theil_sen(
+    X: np.ndarray, y: np.ndarray, *, max_subpopulation: int = 100_000, rng: int | np.random.Generator = 1000
+) -> np.ndarray:
     """Theil–Sen regression without intercept: spatial median of the exact fits to subsets of ``n_features`` rows.
 
     Equals :class:`sklearn.linear_model.TheilSenRegressor` (``fit_intercept=False``) when all subsets are used

@@ -125,7 +125,9 @@ def cross_validate(
     tasks = [(name, f) for name in specs for f in range(len(folds))]
     for name, fold in _progress(tasks, show_progress_bar=show_progress_bar, desc="cross-validation"):
         train, test = folds[fold]
-        per, pooled, elapsed = _fit_evaluate(specs[name], adata, data, train, test, labels_key=labels_key, seed=fold_seed + fold, keep=oof[name])
+        per, pooled, elapsed = _fit_evaluate(
+            specs[name], adata, data, train, test, labels_key=labels_key, seed=fold_seed + fold, keep=oof[name]
+        )
         per_rows.append(per.reset_index().assign(model=name, fold=fold))
         pooled_rows.append(pooled.assign(model=name, fold=fold))
         times.append({"model": name, "fold": fold, "seconds": elapsed, "n_train": len(train), "n_test": len(test)})
@@ -137,14 +139,26 @@ def cross_validate(
     pooled_all = pooled_all.assign(model=pooled_all["model"] + "|" + pooled_all["mask"])
     pooled_summary = summarize(pooled_all.drop(columns=["fold", "n_entries", "n_de", "n_perturbations"]), by="model")
     pooled_summary[["model", "mask"]] = pooled_summary["model"].str.split("|", expand=True)
-    pooled_summary["metric"] = "pooled_" + pooled_summary["metric"] + np.where(pooled_summary["mask"] == "top40", "_top40", "")
+    pooled_summary["metric"] = (
+        "pooled_" + pooled_summary["metric"] + np.where(pooled_summary["mask"] == "top40", "_top40", "")
+    )
     summary = pd.concat([summary, pooled_summary.drop(columns=["mask"])], ignore_index=True)
     results = CVResults(per_df, pooled_df, summary, pd.DataFrame(times))
     if key_added is not None:
         for name, parts in oof.items():
-            merged = Predictions(*(None if parts[0][i] is None else pd.concat([p[i] for p in parts], axis=1) for i in range(len(Predictions._fields))))
+            merged = Predictions(
+                *(
+                    None if parts[0][i] is None else pd.concat([p[i] for p in parts], axis=1)
+                    for i in range(len(Predictions._fields))
+                )
+            )
             fold_of = {p: f for f, (_, test) in enumerate(folds) for p in test}
-            params = {"model": name, "out_of_fold": True, "labels_key": labels_key, "fold": np.array([fold_of[p] for p in merged.perturbations])}
+            params = {
+                "model": name,
+                "out_of_fold": True,
+                "labels_key": labels_key,
+                "fold": np.array([fold_of[p] for p in merged.perturbations]),
+            }
             write_predictions(adata, merged, f"{key_added}_{name}", params=params)
         adata.uns[key_added] = {
             **{k: _h5ad_safe(v) for k, v in results._asdict().items()},
@@ -165,7 +179,10 @@ def _curve_rows(per: pd.DataFrame, pooled: pd.DataFrame, **keys: Any) -> dict[st
     row |= numeric.mean().to_dict()
     for _, r in pooled[pooled["stratum"] == "all"].iterrows():
         suffix = "" if r["mask"] == "all" else "_top40"
-        row |= {f"pooled_{m}{suffix}": r[m] for m in ("roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc")}
+        row |= {
+            f"pooled_{m}{suffix}": r[m]
+            for m in ("roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc")
+        }
     return row
 
 
@@ -209,17 +226,28 @@ def learning_curve(
     seed = int(rng.integers(2**31))
     folds = list(kfold_perturbations(perts, n_splits, rng=seed))
     specs = {name: _unpack(spec) for name, spec in models.items()}
-    tasks = [(f, n, name) for f in range(len(folds)) for n in sorted(set(train_sizes)) for name in specs if n <= len(folds[f][0])]
+    tasks = [
+        (f, n, name)
+        for f in range(len(folds))
+        for n in sorted(set(train_sizes))
+        for name in specs
+        if n <= len(folds[f][0])
+    ]
     orders = {f: np.random.default_rng(seed + f).permutation(len(folds[f][0])) for f in range(len(folds))}
     rows = []
     for fold, n, name in _progress(tasks, show_progress_bar=show_progress_bar, desc="learning curve"):
         train_all, test = folds[fold]
         train = [train_all[i] for i in orders[fold][:n]]
-        per, pooled, elapsed = _fit_evaluate(specs[name], adata, data, train, test, labels_key=labels_key, seed=seed + fold)
+        per, pooled, elapsed = _fit_evaluate(
+            specs[name], adata, data, train, test, labels_key=labels_key, seed=seed + fold
+        )
         rows.append(_curve_rows(per, pooled, model=name, fold=fold, n_train=n, seconds=elapsed))
     out = pd.DataFrame(rows)
     if key_added is not None:
-        adata.uns[key_added] = {"table": _h5ad_safe(out), "params": {"labels_key": labels_key, "n_splits": n_splits, "seed": seed}}
+        adata.uns[key_added] = {
+            "table": _h5ad_safe(out),
+            "params": {"labels_key": labels_key, "n_splits": n_splits, "seed": seed},
+        }
     return out
 
 
@@ -270,7 +298,9 @@ def few_shot(
     with mean per-perturbation metrics and pooled subtask metrics on the fold's target test perturbations.
     """
     if list(source.var_names) != list(target.var_names):
-        msg = "`source` and `target` must have the same `var_names` in the same order; subset both to shared genes first."
+        msg = (
+            "`source` and `target` must have the same `var_names` in the same order; subset both to shared genes first."
+        )
         raise ValueError(msg)
     spec = _unpack(model)
     cls, init_kwargs, fit_kwargs = spec

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from ..._labelled import LabelledData
 from ..._predictions import Predictions, read_predictions, write_predictions
 from ._model import PerturbationModel

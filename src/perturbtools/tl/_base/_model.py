@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
-from ..._utils import _as_rng
-from ..._validation import _as_anndata, _check_fitted
 from ..._labelled import LabelledData
 from ..._predictions import Predictions, write_predictions
+from ..._utils import _as_rng
+from ..._validation import _as_anndata, _check_fitted
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -63,7 +63,13 @@ class PerturbationModel(ABC):
         split = self.adata.uns.get(self.data_keys_["split_key"])
         return None if split is None else [str(p) for p in split[part]]
 
-    def fit(self, perturbations: Sequence[str] | None = None, *, rng: int | np.random.Generator | None = 0, **train_kwargs: Any) -> Self:
+    def fit(
+        self,
+        perturbations: Sequence[str] | None = None,
+        *,
+        rng: int | np.random.Generator | None = 0,
+        **train_kwargs: Any,
+    ) -> Self:
         """Fit on training perturbations.
 
         Parameters
@@ -79,7 +85,11 @@ class PerturbationModel(ABC):
         -------
         The fitted model.
         """
-        train = list(perturbations) if perturbations is not None else (self._split("train") or list(self.data_.perturbations))
+        train = (
+            list(perturbations)
+            if perturbations is not None
+            else (self._split("train") or list(self.data_.perturbations))
+        )
         self.data_.index(train)  # clear error for unlabelled perturbations
         if not train:
             msg = "No training perturbations."
@@ -110,7 +120,11 @@ class PerturbationModel(ABC):
         perturbations, labels key).
         """
         _check_fitted(self)
-        perts = list(perturbations) if perturbations is not None else (self._split("test") or list(self.data_.perturbations))
+        perts = (
+            list(perturbations)
+            if perturbations is not None
+            else (self._split("test") or list(self.data_.perturbations))
+        )
         preds = self._predict(perts)
         if not inplace:
             return preds

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from ._model import GPModel
 from ._module import SharedRBFGP
 

@@ -57,20 +57,36 @@ class GPModel(PerturbationModel):
     _default_key: ClassVar[str] = "gp"
 
     def __init__(
-        self, adata: AnnData, *, embedding: Any = "gene_emb", n_components: int = 50, standardize: bool = True, **kwargs: Any
+        self,
+        adata: AnnData,
+        *,
+        embedding: Any = "gene_emb",
+        n_components: int = 50,
+        standardize: bool = True,
+        **kwargs: Any,
     ) -> None:
         names = [embedding] if not isinstance(embedding, list | tuple) else list(embedding)
         keys = [e if isinstance(e, str) else None for e in names]
-        super().__init__(adata, embedding=keys if None not in keys else None, n_components=n_components, standardize=standardize, **kwargs)
+        super().__init__(
+            adata,
+            embedding=keys if None not in keys else None,
+            n_components=n_components,
+            standardize=standardize,
+            **kwargs,
+        )
         self.inputs_ = None
         if embedding is not None and not all(n is None for n in names):
             tables = [get_gene_embedding(self.adata, e) for e in names]
             self.inputs_ = reduce_embedding(tables, n_components=n_components)
 
     def _x(self, perturbations: Sequence[str]) -> np.ndarray:
-        return perturbation_embedding(self.inputs_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter)
+        return perturbation_embedding(
+            self.inputs_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
+        )
 
-    def _fit(self, train: list[str], *, rng: np.random.Generator, max_iter: int = 100, show_progress_bar: bool | None = None) -> None:
+    def _fit(
+        self, train: list[str], *, rng: np.random.Generator, max_iter: int = 100, show_progress_bar: bool | None = None
+    ) -> None:
         """Fit hyperparameters by L-BFGS on the summed log marginal likelihood.
 
         Parameters
@@ -91,7 +107,11 @@ class GPModel(PerturbationModel):
         self.y_mean_ = delta.mean(axis=0)
         # per-gene scale, floored at the gene's measurement standard error: a gene that never varied in training
         # must not get a large predictive variance
-        self.y_scale_ = np.maximum(delta.std(axis=0), self.gene_se_) if self.init_params_["standardize"] else np.ones(delta.shape[1])
+        self.y_scale_ = (
+            np.maximum(delta.std(axis=0), self.gene_se_)
+            if self.init_params_["standardize"]
+            else np.ones(delta.shape[1])
+        )
         y = (delta - self.y_mean_) / self.y_scale_
         from scipy.spatial.distance import pdist
 
@@ -148,7 +168,9 @@ class GPModel(PerturbationModel):
         noise = self.gp_.hyperparameters["noise"]
         return mean, (var.numpy()[:, None] + noise) * self.y_scale_**2
 
-    def sample(self, perturbations: Sequence[str], n_samples: int = 100, *, rng: int | np.random.Generator | None = 0) -> np.ndarray:
+    def sample(
+        self, perturbations: Sequence[str], n_samples: int = 100, *, rng: int | np.random.Generator | None = 0
+    ) -> np.ndarray:
         """Joint posterior samples of the deltas, ``(n_samples, M, G)`` (correlated across perturbations; noise added)."""
         rng = np.random.default_rng(rng)
         mean, cov = self.predict_distribution(perturbations, full_cov=True)
@@ -165,7 +187,9 @@ class GPModel(PerturbationModel):
         up = stats.norm.sf(-delta / sd)
         mean = np.maximum(self.data_.control_mean + delta, 0.0)  # log1p expression is non-negative
         logfc = np.log2(fold_change(mean, self.data_.control_mean, offset=self.data_.fc_offset))
-        return Predictions.from_arrays(self.data_.var_names, perturbations, mean=mean, mean_var=var, de_proba=de, up_proba=up, logfc=logfc)
+        return Predictions.from_arrays(
+            self.data_.var_names, perturbations, mean=mean, mean_var=var, de_proba=de, up_proba=up, logfc=logfc
+        )
 
     def _get_state(self) -> dict[str, np.ndarray]:
         hp = self.gp_.hyperparameters

@@ -17,7 +17,14 @@ class SharedRBFGP(nn.Module):
     term is ``|L^-1 C|_F^2``, one triangular solve: a step costs ``O(N^3)`` whatever the number of genes.
     """
 
-    def __init__(self, lengthscale: float = 1.0, variance: float = 1.0, noise: float = 0.1, jitter: float = 1e-6, noise_floor: float = 1e-4) -> None:
+    def __init__(
+        self,
+        lengthscale: float = 1.0,
+        variance: float = 1.0,
+        noise: float = 0.1,
+        jitter: float = 1e-6,
+        noise_floor: float = 1e-4,
+    ) -> None:
         super().__init__()
         self.noise_floor = noise_floor
         self.log_lengthscale = nn.Parameter(torch.tensor(math.log(lengthscale), dtype=torch.float64))

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from ._model import GenotypeVAE, PerturbNet
 from ._module import ConditionalINN, GenotypeVAEModule
 

@@ -26,8 +26,10 @@ logger = logging.getLogger(__name__)
 
 
 class GenotypeVAE:
-    """GenotypeVAE: a VAE on binary GO-annotation vectors of gene sets (union over targets), PerturbNet's
-    perturbation representation. Trained on single genes and random gene pairs.
+    """GenotypeVAE: PerturbNet's perturbation representation.
+
+    A VAE on binary GO-annotation vectors of gene sets (union over targets), trained on single genes and random gene
+    pairs.
 
     Parameters
     ----------
@@ -64,7 +66,9 @@ class GenotypeVAE:
             raise KeyError(msg)
         rows = np.repeat(np.arange(len(gene_sets)), [len(s) for s in gene_sets])
         cols = [self.gene_index[g] for s in gene_sets for g in s]
-        indicator = sparse.csr_matrix((np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(gene_sets), len(self.go.genes)))
+        indicator = sparse.csr_matrix(
+            (np.ones(len(cols), dtype=np.float32), (rows, cols)), shape=(len(gene_sets), len(self.go.genes))
+        )
         return ((indicator @ self.go.matrix.astype(np.float32)) > 0).toarray().astype(np.float32)
 
     def fit(self, *, n_doubles: int = 20_000, max_epochs: int = 20, batch_size: int = 256, lr: float = 1e-3,
@@ -189,7 +193,9 @@ class PerturbNet(PerturbationModel):
     def representations(self, perturbations: Sequence[str]) -> np.ndarray:
         """Perturbation representations (GenotypeVAE means or mean gene embeddings), perturbations x d."""
         if self.init_params_["representation"] == "embedding":
-            return perturbation_embedding(self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter).astype(np.float32)
+            return perturbation_embedding(
+                self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
+            ).astype(np.float32)
         return self.genotype_vae_.transform([self.data_.targets(p) for p in perturbations]).astype(np.float32)
 
     # ------------------------------------------------------------------ training
@@ -237,7 +243,9 @@ class PerturbNet(PerturbationModel):
             self.scvi_model_ = _scvi.train_scvi(self._cells(), layer=self._layer(), n_latent=self.init_params_["n_latent"],
                                                 max_epochs=scvi_epochs, accelerator=accelerator, seed=seed)  # fmt: skip
         if self.init_params_["representation"] == "genotype_vae" and self.genotype_vae_ is None:
-            self.genotype_vae_ = GenotypeVAE(n_latent=10).fit(rng=seed, show_progress_bar=show_progress_bar, **(genotype_vae_kwargs or {}))
+            self.genotype_vae_ = GenotypeVAE(n_latent=10).fit(
+                rng=seed, show_progress_bar=show_progress_bar, **(genotype_vae_kwargs or {})
+            )
         labels = self.adata.obs[self.perturbation_key_].astype(str).to_numpy()
         latent = _scvi.sample_latent(self.scvi_model_)
         self.log_library_ = _scvi.log_library(self.scvi_model_)
@@ -259,7 +267,9 @@ class PerturbNet(PerturbationModel):
         self.sample_seed_ = seed
 
     # ------------------------------------------------------------------ generation
-    def sample_latent(self, perturbations: Sequence[str], n_cells: int = 200, *, rng: int | np.random.Generator | None = 0) -> np.ndarray:
+    def sample_latent(
+        self, perturbations: Sequence[str], n_cells: int = 200, *, rng: int | np.random.Generator | None = 0
+    ) -> np.ndarray:
         """Generated scVI latents, ``(len(perturbations) * n_cells, n_latent)``, perturbation-major."""
         import torch
 
@@ -270,7 +280,9 @@ class PerturbNet(PerturbationModel):
         with torch.no_grad():
             return self.flow_.inverse(torch.from_numpy(v), torch.from_numpy(cond)).numpy()
 
-    def sample(self, perturbations: Sequence[str], n_cells: int = 200, *, rng: int | np.random.Generator | None = 0) -> AnnData:
+    def sample(
+        self, perturbations: Sequence[str], n_cells: int = 200, *, rng: int | np.random.Generator | None = 0
+    ) -> AnnData:
         """Generate cells for any perturbation.
 
         Returns
@@ -284,8 +296,13 @@ class PerturbNet(PerturbationModel):
         z = self.sample_latent(perturbations, n_cells, rng=rng)
         lib = rng.choice(self.log_library_, size=len(z), replace=True)
         counts = _scvi.decode_counts(self.scvi_model_, z, lib, seed=_torch_seed(rng))
-        obs = pd.DataFrame({"perturbation": pd.Categorical(np.repeat(list(perturbations), n_cells))}, index=[f"gen{i}" for i in range(len(z))])
-        out = ad.AnnData(X=sparse.csr_matrix(counts.astype(np.float32)), obs=obs, var=pd.DataFrame(index=self.data_.var_names))
+        obs = pd.DataFrame(
+            {"perturbation": pd.Categorical(np.repeat(list(perturbations), n_cells))},
+            index=[f"gen{i}" for i in range(len(z))],
+        )
+        out = ad.AnnData(
+            X=sparse.csr_matrix(counts.astype(np.float32)), obs=obs, var=pd.DataFrame(index=self.data_.var_names)
+        )
         _log_normalise(out)
         out.obsm["X_scVI"] = z
         return out
@@ -311,8 +328,9 @@ class PerturbNet(PerturbationModel):
         n_steps: int = 32,
         rng: int | np.random.Generator | None = 0,
     ) -> pd.Series:
-        """Integrated gradients (captum) of a cell-state classifier's score with respect to the perturbation
-        representation (GO terms for the GenotypeVAE, embedding dimensions otherwise).
+        """Integrated gradients (captum) of a cell-state classifier's score w.r.t. the perturbation representation.
+
+        Attributions are per GO term for the GenotypeVAE, per embedding dimension otherwise.
 
         A small classifier of ``adata.obs[state_key]`` from scVI latents is trained; the attributed function is the
         mean probability of ``target`` over cells generated from ``n_noise`` fixed noise draws. The baseline is the
@@ -342,7 +360,15 @@ class PerturbNet(PerturbationModel):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             clf = StateClassifier(z.shape[1], len(classes))
-            train_loop(clf, lambda m, zz, yy: torch.nn.functional.cross_entropy(m(zz), yy), (z, y), max_epochs=30, lr=1e-2, seed=seed, show_progress_bar=False)
+            train_loop(
+                clf,
+                lambda m, zz, yy: torch.nn.functional.cross_entropy(m(zz), yy),
+                (z, y),
+                max_epochs=30,
+                lr=1e-2,
+                seed=seed,
+                show_progress_bar=False,
+            )
         genes = [self.data_.targets(perturbation)]
         if self.init_params_["representation"] == "genotype_vae":
             x = torch.from_numpy(self.genotype_vae_.vectors(genes))
@@ -383,23 +409,42 @@ class PerturbNet(PerturbationModel):
             gv = self.genotype_vae_
             state |= {f"gvae/{k}": v for k, v in state_to_numpy(gv.module_.state_dict()).items()}
             coo = gv.go.matrix.tocoo()
-            state |= {"go_rows": coo.row, "go_cols": coo.col, "go_genes": np.asarray(gv.go.genes, dtype=str), "go_terms": np.asarray(gv.go.terms, dtype=str)}
+            state |= {
+                "go_rows": coo.row,
+                "go_cols": coo.col,
+                "go_genes": np.asarray(gv.go.genes, dtype=str),
+                "go_terms": np.asarray(gv.go.terms, dtype=str),
+            }
         if self.embedding_ is not None:
-            state |= {"embedding": self.embedding_.to_numpy(), "embedding_genes": self.embedding_.index.to_numpy(dtype=str)}
+            state |= {
+                "embedding": self.embedding_.to_numpy(),
+                "embedding_genes": self.embedding_.index.to_numpy(dtype=str),
+            }
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
         from ...pp._gene_embeddings import GOMatrix
         from ._module import ConditionalINN
 
-        self.scvi_model_ = _scvi.restore_scvi(self._cells(), json.loads(str(state["scvi_params"])), {k[5:]: v for k, v in state.items() if k.startswith("scvi/")})
+        self.scvi_model_ = _scvi.restore_scvi(
+            self._cells(),
+            json.loads(str(state["scvi_params"])),
+            {k[5:]: v for k, v in state.items() if k.startswith("scvi/")},
+        )
         self.log_library_ = state["log_library"]
         self.sample_seed_ = int(state["sample_seed"])
         if "go_genes" in state:
             genes, terms = pd.Index(state["go_genes"].astype(str)), pd.Index(state["go_terms"].astype(str))
-            mat = sparse.csr_matrix((np.ones(len(state["go_rows"]), dtype=bool), (state["go_rows"], state["go_cols"])), shape=(len(genes), len(terms)))
-            self.genotype_vae_ = GenotypeVAE(GOMatrix(mat, genes, terms), n_latent=self.init_params_.get("n_latent", 10))
-            self.genotype_vae_.module_.load_state_dict(state_from_numpy({k[5:]: v for k, v in state.items() if k.startswith("gvae/")}))
+            mat = sparse.csr_matrix(
+                (np.ones(len(state["go_rows"]), dtype=bool), (state["go_rows"], state["go_cols"])),
+                shape=(len(genes), len(terms)),
+            )
+            self.genotype_vae_ = GenotypeVAE(
+                GOMatrix(mat, genes, terms), n_latent=self.init_params_.get("n_latent", 10)
+            )
+            self.genotype_vae_.module_.load_state_dict(
+                state_from_numpy({k[5:]: v for k, v in state.items() if k.startswith("gvae/")})
+            )
             self.genotype_vae_.module_.eval()
         if "embedding" in state:
             self.embedding_ = pd.DataFrame(state["embedding"], index=state["embedding_genes"].astype(str))

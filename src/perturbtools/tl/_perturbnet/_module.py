@@ -10,11 +10,14 @@ from torch.nn import functional as F
 
 
 class GenotypeVAEModule(nn.Module):
-    """VAE on binary GO-annotation vectors: encoder ``n_terms -> 512 -> 256 -> latent`` (BatchNorm, LeakyReLU 0.2,
-    dropout 0.2), sigmoid decoder; loss = BCE + KL.
+    """VAE on binary GO-annotation vectors.
+
+    Encoder ``n_terms -> 512 -> 256 -> latent`` (BatchNorm, LeakyReLU 0.2, dropout 0.2), sigmoid decoder; loss = BCE + KL.
     """
 
-    def __init__(self, n_terms: int, n_latent: int = 10, hidden: tuple[int, int] = (512, 256), dropout: float = 0.2) -> None:
+    def __init__(
+        self, n_terms: int, n_latent: int = 10, hidden: tuple[int, int] = (512, 256), dropout: float = 0.2
+    ) -> None:
         super().__init__()
 
         def block(i, o):
@@ -23,7 +26,9 @@ class GenotypeVAEModule(nn.Module):
         self.encoder = nn.Sequential(*block(n_terms, hidden[0]), *block(hidden[0], hidden[1]))
         self.mu = nn.Linear(hidden[1], n_latent)
         self.logvar = nn.Linear(hidden[1], n_latent)
-        self.decoder = nn.Sequential(*block(n_latent, hidden[1]), *block(hidden[1], hidden[0]), nn.Linear(hidden[0], n_terms))
+        self.decoder = nn.Sequential(
+            *block(n_latent, hidden[1]), *block(hidden[1], hidden[0]), nn.Linear(hidden[0], n_terms)
+        )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
@@ -66,7 +71,13 @@ class AffineCoupling(nn.Module):
         super().__init__()
         self.d1 = dim // 2
         self.clamp = clamp
-        self.net = nn.Sequential(nn.Linear(self.d1 + cond_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2 * (dim - self.d1)))
+        self.net = nn.Sequential(
+            nn.Linear(self.d1 + cond_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, 2 * (dim - self.d1)),
+        )
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
@@ -86,11 +97,15 @@ class AffineCoupling(nn.Module):
 
 
 class ConditionalINN(nn.Module):
-    """``n_blocks`` of (ActNorm, affine coupling, fixed permutation), conditioned on an MLP embedding of the
-    perturbation representation. ``forward`` maps cell latents ``z`` to ``v ~ N(0, I)``; ``inverse`` generates.
+    """Conditional invertible network: ``n_blocks`` of (ActNorm, affine coupling, fixed permutation).
+
+    Conditioned on an MLP embedding of the perturbation representation. ``forward`` maps cell latents ``z`` to
+    ``v ~ N(0, I)``; ``inverse`` generates.
     """
 
-    def __init__(self, dim: int, cond_in: int, *, n_blocks: int = 20, cond_dim: int = 10, hidden: int = 64, seed: int = 0) -> None:
+    def __init__(
+        self, dim: int, cond_in: int, *, n_blocks: int = 20, cond_dim: int = 10, hidden: int = 64, seed: int = 0
+    ) -> None:
         super().__init__()
         self.cond_net = nn.Sequential(nn.Linear(cond_in, 64), nn.ReLU(), nn.Linear(64, cond_dim))
         self.norms = nn.ModuleList(ActNorm(dim) for _ in range(n_blocks))
@@ -112,7 +127,9 @@ class ConditionalINN(nn.Module):
 
     def inverse(self, v: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         c = self.cond_net(cond)
-        for norm, coupling, inv in zip(reversed(self.norms), reversed(self.couplings), reversed(self.inverse_perms), strict=True):
+        for norm, coupling, inv in zip(
+            reversed(self.norms), reversed(self.couplings), reversed(self.inverse_perms), strict=True
+        ):
             v = v[:, inv]
             v = coupling.inverse(v, c)
             v = norm.inverse(v)

@@ -43,7 +43,11 @@ def train_scvi(
     model = scvi.model.SCVI(adata, n_latent=n_latent, gene_likelihood=gene_likelihood, **model_kwargs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model.train(max_epochs=max_epochs, accelerator="cpu" if accelerator == "auto" else accelerator, enable_progress_bar=show_progress_bar)
+        model.train(
+            max_epochs=max_epochs,
+            accelerator="cpu" if accelerator == "auto" else accelerator,
+            enable_progress_bar=show_progress_bar,
+        )
     return model
 
 
@@ -57,7 +61,11 @@ def log_library(model, adata: AnnData | None = None) -> np.ndarray:
     import scipy.sparse as sp
 
     adata = model.adata if adata is None else adata
-    layer = model.adata_manager.data_registry["X"].attr_key if model.adata_manager.data_registry["X"].attr_name == "layers" else None
+    layer = (
+        model.adata_manager.data_registry["X"].attr_key
+        if model.adata_manager.data_registry["X"].attr_name == "layers"
+        else None
+    )
     X = adata.layers[layer] if layer else adata.X
     total = np.asarray(X.sum(axis=1)).ravel() if sp.issparse(X) else X.sum(axis=1)
     return np.log(np.maximum(total, 1.0)).astype(np.float32)
@@ -79,7 +87,9 @@ def decode_counts(model, z: np.ndarray, log_lib: np.ndarray, *, seed: int = 0) -
 
 def export_scvi(model) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Init parameters and weights of an SCVI model as JSON-able dict + numpy arrays (no pickle)."""
-    params = dict(model.init_params_.get("non_kwargs", {})) | dict(model.init_params_.get("kwargs", {}).get("model_kwargs", {}))
+    params = dict(model.init_params_.get("non_kwargs", {})) | dict(
+        model.init_params_.get("kwargs", {}).get("model_kwargs", {})
+    )
     layer = model.adata_manager.data_registry["X"].attr_key
     params = {k: v for k, v in params.items() if isinstance(v, int | float | str | bool | type(None))}
     params["_layer"] = layer if model.adata_manager.data_registry["X"].attr_name == "layers" else None

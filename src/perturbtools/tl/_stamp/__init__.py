@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from ._model import STAMP
 from ._module import STAMPModule, stamp_losses
 

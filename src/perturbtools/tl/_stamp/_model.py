@@ -94,7 +94,9 @@ class STAMP(PerturbationModel):
             )
             raise KeyError(msg)
         if len(missing):
-            logger.warning("STAMP: %d of %d output genes lack an embedding; their rows are learned.", len(missing), len(cover))
+            logger.warning(
+                "STAMP: %d of %d output genes lack an embedding; their rows are learned.", len(missing), len(cover)
+            )
         rows = self.embedding_.reindex(cover["match"].where(cover["covered"], None)).to_numpy(np.float32)
         rows = np.nan_to_num(rows, nan=0.0)
         self.coverage_ = cover
@@ -107,7 +109,11 @@ class STAMP(PerturbationModel):
 
     def _embed(self, perturbations: Sequence[str]) -> np.ndarray:
         return perturbation_embedding(
-            self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter, aliases=self.aliases
+            self.embedding_,
+            perturbations,
+            control=self.data_.control,
+            delimiter=self.data_.delimiter,
+            aliases=self.aliases,
         ).astype(np.float32)
 
     def _targets(self, perturbations: Sequence[str]):
@@ -211,9 +217,17 @@ class STAMP(PerturbationModel):
                     row |= {f"val_{k}": float(vl[k]) for k in ("l1", "l2", "l3")}
                     improved = False
                     if row["val_l1"] < best["l1"]:
-                        best["l1"], best_state["head1"], improved = row["val_l1"], copy.deepcopy(module.state_dict()), True
+                        best["l1"], best_state["head1"], improved = (
+                            row["val_l1"],
+                            copy.deepcopy(module.state_dict()),
+                            True,
+                        )
                     if row["val_l3"] < best["l3"]:
-                        best["l3"], best_state["rest"], improved = row["val_l3"], copy.deepcopy(module.state_dict()), True
+                        best["l3"], best_state["rest"], improved = (
+                            row["val_l3"],
+                            copy.deepcopy(module.state_dict()),
+                            True,
+                        )
                     stale = 0 if improved else stale + 1
                 history.append(row)
                 if early_stopping_patience is not None and stale >= early_stopping_patience:
@@ -226,7 +240,9 @@ class STAMP(PerturbationModel):
         self.history_ = pd.DataFrame(history)
         self.val_perturbations_ = val
 
-    def fine_tune(self, perturbations: Sequence[str], *, rng: int | np.random.Generator | None = 0, **train_kwargs: Any) -> STAMP:
+    def fine_tune(
+        self, perturbations: Sequence[str], *, rng: int | np.random.Generator | None = 0, **train_kwargs: Any
+    ) -> STAMP:
         """Continue training from the current weights on ``perturbations`` (few-shot / cross-cell-line)."""
         return self.fit(perturbations, rng=rng, warm_start=True, **train_kwargs)
 

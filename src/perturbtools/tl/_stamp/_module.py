@@ -65,7 +65,9 @@ class STAMPModule(nn.Module):
         )  # fmt: skip
         self.w_pert = nn.Linear(d, hidden2[0], bias=False)
         self.w_gene = nn.Linear(d, hidden2[0])
-        self.head2_body = nn.Sequential(nn.ReLU(), nn.Linear(hidden2[0], hidden2[1]), nn.ReLU(), nn.Linear(hidden2[1], hidden2[2]), nn.ReLU())
+        self.head2_body = nn.Sequential(
+            nn.ReLU(), nn.Linear(hidden2[0], hidden2[1]), nn.ReLU(), nn.Linear(hidden2[1], hidden2[2]), nn.ReLU()
+        )
         self.head3_body = nn.Sequential(nn.Linear(hidden2[2], hidden3[0]), nn.Linear(hidden3[0], hidden3[1]))
         if gene_specific:
             self.head2_out = GeneSpecificLinear(n_genes, hidden2[2])
@@ -95,7 +97,9 @@ class STAMPModule(nn.Module):
         return {"de_logit": de_logit, "up_logit": up_logit, "log_fc": log_fc}
 
 
-def stamp_losses(out: dict[str, torch.Tensor], is_de: torch.Tensor, up: torch.Tensor, fc: torch.Tensor) -> dict[str, torch.Tensor]:
+def stamp_losses(
+    out: dict[str, torch.Tensor], is_de: torch.Tensor, up: torch.Tensor, fc: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """The reference losses on one batch.
 
     L1: BCE over all entries, weight ``y * ((N - n_DE) / n_DE) / 4 + 1``. L2: BCE on true DEGs, up entries weighted
@@ -111,6 +115,8 @@ def stamp_losses(out: dict[str, torch.Tensor], is_de: torch.Tensor, up: torch.Te
     n_up = (is_de * up).sum().clamp(min=1)
     n_down = (n_mask - n_up).clamp(min=1)
     w2 = is_de * (up * (n_mask / n_up) + (1 - up) * (n_mask / n_down))
-    l2 = F.binary_cross_entropy_with_logits(out["up_logit"], up.float(), weight=w2, reduction="sum") / w2.sum().clamp(min=1e-12)
+    l2 = F.binary_cross_entropy_with_logits(out["up_logit"], up.float(), weight=w2, reduction="sum") / w2.sum().clamp(
+        min=1e-12
+    )
     l3 = (is_de * (torch.exp(out["log_fc"]) - fc) ** 2).sum() / n_mask.clamp(min=1)
     return {"l1": l1, "l2": l2, "l3": l3, "total": 0.1 * l1 + 0.5 * l2 + 0.4 * l3}

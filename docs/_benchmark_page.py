@@ -1,0 +1,65 @@
+"""Builds docs/benchmarks.md from the CSVs that the scripts in benchmarks/ wrote (numbers generated, not typed)."""
+
+from __future__ import annotations
+
+
+import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+SECTIONS = [
+    (
+        "deg_labels.csv",
+        "Subtask labels vs scanpy",
+        '`python benchmarks/bench_deg_labels.py` — `pt.pp.deg_labels` against `scanpy.tl.rank_genes_groups(method="t-test")` on the same synthetic input (warm-up call excluded, peak = traced allocations during the call). 2 CPU cores.',
+    ),
+    (
+        "real_cv_baselines.csv",
+        "Baselines on real data",
+        "`python benchmarks/bench_real_cv.py` — 5-fold CV over perturbations on the Norman 2019 K562 subset and Papalexi 2021 THP-1 knockouts; perturbations with GO terms.",
+    ),
+    (
+        "stamp_reference.csv",
+        "STAMP vs the reference implementation",
+        "`python benchmarks/bench_stamp_reference.py --reference-python ...` — same simulated data, embedding, split, epochs, batch 64, lr 1e-4, CPU; subtask metrics from the one evaluation path.",
+    ),
+    (
+        "gp_speed.csv",
+        "GP at the paper's scale",
+        "`python benchmarks/bench_gp_speed.py` — 5-fold CV, 1,800 perturbations x 2,000 genes, 2 CPU cores.",
+    ),
+    (
+        "perturbnet_throughput.csv",
+        "PerturbNet throughput",
+        "`python benchmarks/bench_perturbnet_throughput.py` — cINN training and generation (decode included), cells/s, CPU.",
+    ),
+]
+
+
+def _md(df: pd.DataFrame) -> str:
+    df = df.copy()
+    for c in df.select_dtypes("number").columns:
+        df[c] = df[c].map(lambda v: f"{v:.4g}")
+    cols = list(df.columns)
+    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows += ["| " + " | ".join(str(v) for v in r) + " |" for r in df.itertuples(index=False)]
+    return "\n".join(rows)
+
+
+def write_page(results: Path, out: Path) -> None:
+    parts = [
+        "# Benchmarks\n",
+        "Every table on this page is read from `benchmarks/results/*.csv`, written by the script named above it.\n",
+    ]
+    for name, title, how in SECTIONS:
+        path = results / name
+        parts.append(f"## {title}\n\n{how}\n")
+        parts.append(_md(pd.read_csv(path)) + "\n" if path.exists() else "_Not run yet: no results file._\n")
+    report = results / "report" / "report.md"
+    if report.exists():
+        parts.append(
+            "## Full benchmark report\n\nThe report written by `perturbtools benchmark` on the real data is in `benchmarks/results/report/report.md`.\n"
+        )
+    out.write_text("\n".join(parts))
