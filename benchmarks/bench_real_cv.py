@@ -14,16 +14,7 @@ import pandas as pd
 import perturbtools as pt
 
 OUT = Path(__file__).parent / "results"
-METRICS = [
-    "pearson_delta",
-    "pearson_de_delta",
-    "mae_de",
-    "r2_top50",
-    "rank",
-    "pooled_roc_auc_de",
-    "pooled_roc_auc_dir",
-    "pooled_pearson_fc",
-]
+METRICS = list(pt.metrics.KEY_METRICS)
 
 
 def main() -> None:

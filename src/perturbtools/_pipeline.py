@@ -80,28 +80,16 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     return "\n".join(lines)
 
 
-KEY_METRICS = [
-    "pearson_delta",
-    "pearson_de_delta",
-    "mae_de",
-    "r2_top50",
-    "rank",
-    "pooled_roc_auc_de",
-    "pooled_pr_auc_de",
-    "pooled_roc_auc_dir",
-    "pooled_pearson_fc",
-    "pooled_roc_auc_de_top40",
-]
 
 
 def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    s = summary[summary["metric"].isin(KEY_METRICS)].copy()
+    s = summary[summary["metric"].isin(metrics.KEY_METRICS)].copy()
     s["cell"] = [
         f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{m:.3f}"
         for m, lo, hi in zip(s["mean"], s["ci_low"], s["ci_high"], strict=True)
     ]
     wide = s.pivot(index="model", columns="metric", values="cell")
-    return wide[[m for m in KEY_METRICS if m in wide.columns]]
+    return wide[[m for m in metrics.KEY_METRICS if m in wide.columns]]
 
 
 def _embeddings(adata, cfg: BenchmarkConfig, go: pd.DataFrame, texts: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
@@ -207,18 +195,7 @@ def _benchmark_one(
     report.table(f"{name}: mean [95% CI] over perturbations (pooled_*: over folds)", _summary_table(res.summary))
     report.summaries.append(res.summary.assign(dataset=name))
     report.per_perturbation.append(res.per_perturbation.assign(dataset=name))
-    shown = [
-        m
-        for m in (
-            "pearson_delta",
-            "pearson_de_delta",
-            "pooled_roc_auc_de",
-            "pooled_roc_auc_dir",
-            "pooled_pearson_fc",
-            "rank",
-        )
-        if m in set(res.summary["metric"])
-    ]
+    shown = [m for m in metrics.PLOT_METRICS if m in set(res.summary["metric"])]
     report.figure(pl.metrics(res.summary, shown), f"{name}_metrics")
     if "gp_go" in models:
         cal = metrics.calibration(adata, "cv_gp_go", levels=(0.5, 0.8, 0.9, 0.95))

@@ -6,6 +6,8 @@ from ._core import mean_ci, pr_auc, rank_metric, roc_auc, rowwise_mae, rowwise_p
 from ._distribution import distribution_distances, energy_distance, mmd
 from ._evaluate import (
     EXPRESSION_METRICS,
+    KEY_METRICS,
+    PLOT_METRICS,
     SUBTASK_METRICS,
     calibration,
     compare,
@@ -17,6 +19,8 @@ from ._evaluate import (
 
 __all__ = [
     "EXPRESSION_METRICS",
+    "KEY_METRICS",
+    "PLOT_METRICS",
     "SUBTASK_METRICS",
     "calibration",
     "compare",

@@ -25,6 +25,20 @@ EXPRESSION_METRICS = (
     "pearson", "pearson_delta", "pearson_de", "pearson_de_delta", "mae", "mae_de", "mse",
     "r2_hvg", "r2_top50", "r2_large_effect", "rank",
 )  # fmt: skip
+#: the headline metrics of reports (per perturbation, then pooled over entries)
+KEY_METRICS = (
+    "pearson_delta", "pearson_de_delta", "mae_de", "r2_top50", "rank",
+    "pooled_roc_auc_de", "pooled_pr_auc_de", "pooled_roc_auc_dir", "pooled_pearson_fc", "pooled_roc_auc_de_top40",
+)  # fmt: skip
+#: the default panels of ``pt.pl.metrics``
+PLOT_METRICS = (
+    "pearson_delta",
+    "pearson_de_delta",
+    "pooled_roc_auc_de",
+    "pooled_roc_auc_dir",
+    "pooled_pearson_fc",
+    "rank",
+)
 SUBTASK_METRICS = (
     "roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc",
 )  # fmt: skip

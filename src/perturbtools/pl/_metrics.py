@@ -9,6 +9,7 @@ import pandas as pd
 
 from .._keys import label_keys
 from .._predictions import read_predictions
+from ..metrics._evaluate import PLOT_METRICS
 from ._utils import _new_ax
 
 if TYPE_CHECKING:
@@ -21,14 +22,7 @@ if TYPE_CHECKING:
 
 def metrics(
     summary: pd.DataFrame,
-    metrics: Sequence[str] = (
-        "pearson_delta",
-        "pearson_de_delta",
-        "pooled_roc_auc_de",
-        "pooled_roc_auc_dir",
-        "pooled_pearson_fc",
-        "rank",
-    ),
+    metrics: Sequence[str] = PLOT_METRICS,
     *,
     models: Sequence[str] | None = None,
     ncols: int = 3,

@@ -56,6 +56,16 @@ def _unpack(spec: ModelSpec) -> tuple[type, dict, dict]:
     return cls, dict(rest[0]) if rest else {}, dict(rest[1]) if len(rest) > 1 else {}
 
 
+def _setup(adata, models, labels_key, perturbations, n_splits, rng):
+    """Shared start of the protocols: labels, a seed drawn from ``rng``, k folds over perturbations, model specs."""
+    adata = _as_anndata(adata)
+    data = LabelledData.from_adata(adata, labels_key)
+    perts = list(perturbations) if perturbations is not None else list(data.perturbations)
+    seed = int(_as_rng(rng).integers(2**31))
+    folds = list(kfold_perturbations(perts, n_splits, rng=seed))
+    return adata, data, seed, folds, {name: _unpack(spec) for name, spec in models.items()}
+
+
 def _fit_evaluate(spec, adata, data, train, test, *, labels_key, seed, model=None, keep=None):
     """Fit one model on ``train`` (or use a given fitted ``model``), predict ``test``, evaluate.
 
@@ -113,13 +123,7 @@ def cross_validate(
     :class:`CVResults`; with ``key_added``, also ``adata.uns[key_added] = {"per_perturbation", "pooled", "summary",
     "timings", "params"}``.
     """
-    adata = _as_anndata(adata)
-    data = LabelledData.from_adata(adata, labels_key)
-    perts = list(perturbations) if perturbations is not None else list(data.perturbations)
-    rng = _as_rng(rng)
-    fold_seed = int(rng.integers(2**31))
-    folds = list(kfold_perturbations(perts, n_splits, rng=fold_seed))
-    specs = {name: _unpack(spec) for name, spec in models.items()}
+    adata, data, fold_seed, folds, specs = _setup(adata, models, labels_key, perturbations, n_splits, rng)
     per_rows, pooled_rows, times = [], [], []
     oof: dict[str, list] = {name: [] for name in specs}
     tasks = [(name, f) for name in specs for f in range(len(folds))]
@@ -219,13 +223,7 @@ def learning_curve(
     Tidy DataFrame, one row per (model, fold, n_train): mean per-perturbation metrics and pooled subtask metrics
     over that fold's test perturbations. Also stored in ``adata.uns[key_added]`` unless ``key_added=None``.
     """
-    adata = _as_anndata(adata)
-    data = LabelledData.from_adata(adata, labels_key)
-    perts = list(perturbations) if perturbations is not None else list(data.perturbations)
-    rng = _as_rng(rng)
-    seed = int(rng.integers(2**31))
-    folds = list(kfold_perturbations(perts, n_splits, rng=seed))
-    specs = {name: _unpack(spec) for name, spec in models.items()}
+    adata, data, seed, folds, specs = _setup(adata, models, labels_key, perturbations, n_splits, rng)
     tasks = [
         (f, n, name)
         for f in range(len(folds))
