@@ -80,8 +80,6 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     return "\n".join(lines)
 
 
-
-
 def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     s = summary[summary["metric"].isin(metrics.KEY_METRICS)].copy()
     s["cell"] = [

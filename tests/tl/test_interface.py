@@ -17,6 +17,7 @@ BASELINES = [
     (pt.tl.KNN, {"k": 5}),
     (pt.tl.Linear, {"n_components": 3}),
     (pt.tl.Linear, {"n_components": 3, "embedding": "gene_emb"}),
+    (pt.tl.EmbeddingRidge, {"n_components": 5}),
 ]
 
 

@@ -115,3 +115,27 @@ def test_genotype_vae_missing_gene():
         gv.vectors([["C"]])
     aliased = pt.tl.GenotypeVAE(_toy_go(["A", "B"]), aliases=pd.DataFrame({"symbol": ["A"], "alias": ["OLD_A"]}))
     np.testing.assert_array_equal(aliased.vectors([["OLD_A"]]), aliased.vectors([["A"]]))
+
+
+def test_plugin_encoder(counts_adata):
+    def encoder(targets):  # e.g. a protein-sequence or SMILES model; here a deterministic toy
+        return np.array([[len(t), sum(map(len, t)), ord(t[0][0]) % 7] for t in targets], dtype=np.float32)
+
+    perts = counts_adata.uns["deg"]["perturbations"]
+    m = pt.tl.PerturbNet(counts_adata, representation=encoder, n_blocks=2).fit(perts[1:], **FAST)
+    assert m.representations(perts[:2]).shape == (2, 3)
+    assert m.predict([perts[0]], inplace=False).mean.notna().all().all()
+
+    def bad(targets):
+        return np.zeros(3)
+
+    with pytest.raises(ValueError, match="encoder returned"):
+        pt.tl.PerturbNet(counts_adata, representation=bad).representations(perts[:2])
+
+
+def test_scvi_decoder_embedding(counts_adata):
+    from perturbtools.tl._perturbnet import _scvi
+
+    model = _scvi.train_scvi(counts_adata, max_epochs=1)
+    emb = pt.pp.scvi_embedding(model)
+    assert emb.shape[0] == counts_adata.n_vars and np.isfinite(emb.to_numpy()).all()

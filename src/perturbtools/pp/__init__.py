@@ -10,7 +10,7 @@ from ._embeddings import (
     perturbation_embedding,
     read_gene_embedding,
 )
-from ._gene_embeddings import go_embedding, go_matrix, pca_embedding, reduce_embedding, text_embedding
+from ._gene_embeddings import go_embedding, go_matrix, pca_embedding, reduce_embedding, scvi_embedding, text_embedding
 from ._perturbations import canonical_label, parse_perturbation, perturbation_genes, standardize_perturbations
 from ._pseudobulk import pseudobulk
 from ._split import kfold_perturbations, split_perturbations, unseen_labels
@@ -31,6 +31,7 @@ __all__ = [
     "pseudobulk",
     "read_gene_embedding",
     "reduce_embedding",
+    "scvi_embedding",
     "split_perturbations",
     "standardize_perturbations",
     "text_embedding",

@@ -265,3 +265,21 @@ def reduce_embedding(
     seed = int(np.random.default_rng(rng).integers(2**31))
     pcs = PCA(n_components=k, random_state=seed).fit_transform(X)
     return pd.DataFrame(pcs.astype(np.float32), index=genes, columns=[f"pc{i}" for i in range(k)])
+
+
+def scvi_embedding(model) -> pd.DataFrame:
+    """Expression-derived gene embedding from a trained scvi-tools ``SCVI`` or ``LinearSCVI`` (LDVAE) decoder.
+
+    Parameters
+    ----------
+    model
+        A trained ``scvi.model.SCVI`` (last decoder layer weights, genes x hidden) or ``scvi.model.LinearSCVI``
+        (loadings, genes x latent).
+
+    Returns
+    -------
+    DataFrame genes x d.
+    """
+    from ..tl._perturbnet._scvi import decoder_gene_embedding
+
+    return decoder_gene_embedding(model)

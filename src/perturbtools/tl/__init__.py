@@ -5,12 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from ._base import LabelledData, PerturbationModel, Predictions, read_predictions
-from ._baselines import KNN, Additive, ControlMean, CrisprInformedMean, Linear, NonControlMean, RandomPerturbation
+from ._baselines import (
+    KNN,
+    Additive,
+    ControlMean,
+    CrisprInformedMean,
+    EmbeddingRidge,
+    Linear,
+    NonControlMean,
+    RandomPerturbation,
+)
 from ._gi import GIClassifier, gi_accuracy, gi_intervals, gi_precision_at_k, gi_scores, gi_subtypes
 from ._gi_core import distance_correlation, gi_scores_core, theil_sen
 from ._protocols import CVResults, cross_validate, few_shot, learning_curve
 
-_LAZY = {"STAMP": "._stamp", "GPModel": "._gp", "PerturbNet": "._perturbnet", "GenotypeVAE": "._perturbnet"}
+_LAZY = {
+    "STAMP": "._stamp",
+    "GPModel": "._gp",
+    "PerturbNet": "._perturbnet",
+    "GenotypeVAE": "._perturbnet",
+    "PerturbationEncoder": "._perturbnet",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -34,6 +49,7 @@ __all__ = [
     "CVResults",
     "ControlMean",
     "CrisprInformedMean",
+    "EmbeddingRidge",
     "GIClassifier",
     "LabelledData",
     "Linear",

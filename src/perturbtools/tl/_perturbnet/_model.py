@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import anndata as ad
 import numpy as np
@@ -23,6 +23,16 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 logger = logging.getLogger(__name__)
+
+
+class PerturbationEncoder(Protocol):
+    """Plug-in perturbation representation: target-gene tuples in, an ``(n, d)`` array out.
+
+    Protein-sequence encoders (e.g. ESM over the targets' sequences from ``symbol2uniprot``) or SMILES encoders fit
+    here; perturbtools ships no weights.
+    """
+
+    def __call__(self, targets: Sequence[tuple[str, ...]]) -> np.ndarray: ...
 
 
 class GenotypeVAE:
@@ -122,7 +132,9 @@ class PerturbNet(PerturbationModel):
     scvi_model
         A trained ``scvi.model.SCVI`` on the same cells and genes (else one is trained at :meth:`fit`).
     representation
-        ``"genotype_vae"`` or ``"embedding"``.
+        ``"genotype_vae"``, ``"embedding"``, or a :class:`PerturbationEncoder` plug-in: any callable mapping a list of
+        target-gene tuples to an ``(n, d)`` array (e.g. a protein-sequence model over the targets' UniProt sequences,
+        or a SMILES encoder for chemical perturbations; weights supplied by the user).
     genotype_vae
         A fitted :class:`GenotypeVAE` (else one is trained at :meth:`fit`).
     embedding
@@ -157,8 +169,11 @@ class PerturbNet(PerturbationModel):
         n_latent: int = 10,
         **kwargs: Any,
     ) -> None:
-        if representation not in ("genotype_vae", "embedding"):
-            msg = f"`representation={representation!r}` must be 'genotype_vae' or 'embedding'."
+        encoder = representation if callable(representation) else None
+        if encoder is not None:
+            representation = "encoder"
+        elif representation not in ("genotype_vae", "embedding"):
+            msg = f"`representation={representation!r}` must be 'genotype_vae', 'embedding' or a PerturbationEncoder."
             raise ValueError(msg)
         if representation == "embedding" and embedding is None:
             msg = "`representation='embedding'` needs `embedding=` (a gene-embedding DataFrame or key)."
@@ -174,6 +189,7 @@ class PerturbNet(PerturbationModel):
                          n_blocks=n_blocks, cond_dim=cond_dim, hidden=hidden, n_latent=n_latent, **kwargs)  # fmt: skip
         self.perturbation_key_ = str(self.adata.uns[self.data_keys_["labels_key"]]["params"]["perturbation_key"])
         self.scvi_model_ = scvi_model
+        self.encoder_ = encoder
         self.genotype_vae_ = genotype_vae
         self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
 
@@ -192,6 +208,15 @@ class PerturbNet(PerturbationModel):
 
     def representations(self, perturbations: Sequence[str]) -> np.ndarray:
         """Perturbation representations (GenotypeVAE means or mean gene embeddings), perturbations x d."""
+        if self.init_params_["representation"] == "encoder":
+            if self.encoder_ is None:
+                msg = "This PerturbNet used a custom encoder; pass it again: `model.encoder_ = encoder`."
+                raise RuntimeError(msg)
+            out = np.asarray(self.encoder_([self.data_.targets(p) for p in perturbations]), dtype=np.float32)
+            if out.shape[0] != len(perturbations) or out.ndim != 2:
+                msg = f"The encoder returned shape {out.shape}; expected ({len(perturbations)}, d)."
+                raise ValueError(msg)
+            return out
         if self.init_params_["representation"] == "embedding":
             return perturbation_embedding(
                 self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter

@@ -110,3 +110,21 @@ def restore_scvi(adata: AnnData, params: dict[str, Any], state: dict[str, np.nda
     model.is_trained_ = True
     model.module.eval()
     return model
+
+
+def decoder_gene_embedding(model):
+    """Gene embedding from a trained scvi-tools model's decoder (genes x d).
+
+    ``LinearSCVI`` (LDVAE): its loadings (genes x latent). ``SCVI``: the weights of the decoder's last layer
+    (genes x hidden), i.e. how each gene reads the decoder's hidden representation.
+    """
+    import pandas as pd
+
+    scvi = _scvi()
+    if isinstance(model, scvi.model.LinearSCVI):
+        return model.get_loadings().astype(np.float32)
+    layer = model.module.decoder.px_scale_decoder[0]
+    weight = layer.weight.detach().cpu().numpy()
+    return pd.DataFrame(
+        weight.astype(np.float32), index=model.adata.var_names, columns=[f"dec{i}" for i in range(weight.shape[1])]
+    )
