@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
-from importlib.metadata import version
+from importlib.metadata import version as _package_version
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -13,7 +14,7 @@ sys.path.insert(0, str(HERE))
 project = "perturbtools"
 author = "perturbtools developers"
 copyright = f"{datetime.now():%Y}, {author}"
-release = version("perturbtools")
+release = version = _package_version("perturbtools")
 
 extensions = [
     "myst_nb",
@@ -51,6 +52,8 @@ intersphinx_mapping = {
     "scvi-tools": ("https://docs.scvi-tools.org/en/stable/", None),
 }
 intersphinx_disabled_reftypes = ["*"]
+if os.environ.get("PERTURBTOOLS_DOCS_OFFLINE"):  # no network (CI sandboxes): skip fetching inventories
+    intersphinx_mapping = {}
 suppress_warnings = ["intersphinx.external", "config.cache", "misc.highlighting_failure", "mystnb.unknown_mime_type"]
 
 
