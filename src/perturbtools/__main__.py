@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--n-splits", type=int, default=5)
     bench.add_argument("--quick", action="store_true", help="tiny training budgets (smoke test)")
     bench.add_argument("--no-perturbnet", action="store_true", help="skip PerturbNet (the slowest model)")
+    bench.add_argument(
+        "--perturbnet-on-log-data", action="store_true", help="also run PerturbNet on log data (scVI on pseudo-counts)"
+    )
     bench.add_argument("--no-text", action="store_true", help="skip the text (gene-summary) embedding")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -27,12 +27,13 @@ class BenchmarkConfig:
     n_splits: int = 5
     quick: bool = False
     perturbnet: bool = True
+    perturbnet_on_log_data: bool = False
     text_embedding: bool = True
     stamp_epochs: int = 150
     stamp_lr: float = 1e-3
-    perturbnet_epochs: int = 50
+    perturbnet_epochs: int = 8
     perturbnet_lr: float = 1e-3
-    scvi_epochs: int = 60
+    scvi_epochs: int = 25
     shots: tuple[int, ...] = (0, 2, 4, 6)
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
