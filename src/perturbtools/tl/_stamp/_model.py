@@ -189,6 +189,11 @@ class STAMP(PerturbationModel):
             y_tr = [torch.from_numpy(a).to(device) for a in self._targets(train)]
             x_va = torch.from_numpy(self._embed(val)).to(device) if val else None
             y_va = [torch.from_numpy(a).to(device) for a in self._targets(val)] if val else None
+            if float(y_tr[0].sum()) == 0:
+                logger.warning(
+                    "STAMP: the %d training perturbations have no DEG; no step is taken (as in the reference).",
+                    len(train),
+                )
             optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
             gen = torch.Generator().manual_seed(seed)
             best = {"l1": np.inf, "l3": np.inf}
