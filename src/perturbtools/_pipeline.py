@@ -27,7 +27,6 @@ class BenchmarkConfig:
     n_splits: int = 5
     quick: bool = False
     perturbnet: bool = True
-    perturbnet_on_log_data: bool = False
     text_embedding: bool = True
     stamp_epochs: int = 150
     stamp_lr: float = 1e-3
