@@ -366,15 +366,11 @@ class EmbeddingRidge(_MeanModel):
     def __init__(
         self, adata: AnnData, *, embedding: Any = "gene_emb", n_components: int = 50, alpha: float = 1.0, **kwargs: Any
     ) -> None:
-        from ..pp._gene_embeddings import reduce_embedding
+        from ..pp._gene_embeddings import _pca_inputs
 
-        names = list(embedding) if isinstance(embedding, list | tuple) else [embedding]
-        keys = [e if isinstance(e, str) else None for e in names]
-        super().__init__(
-            adata, embedding=keys if None not in keys else None, n_components=n_components, alpha=alpha, **kwargs
-        )
-        tables = [get_gene_embedding(self.adata, e) for e in names if e is not None]
-        self.inputs_ = reduce_embedding(tables, n_components=n_components) if tables else None
+        keys, inputs = _pca_inputs(adata, embedding, n_components)
+        super().__init__(adata, embedding=keys, n_components=n_components, alpha=alpha, **kwargs)
+        self.inputs_ = inputs
 
     def _x(self, perturbations):
         return perturbation_embedding(

@@ -11,8 +11,8 @@ import pandas as pd
 from scipy import stats
 
 from ...pp._deg_core import fold_change
-from ...pp._embeddings import get_gene_embedding, perturbation_embedding
-from ...pp._gene_embeddings import reduce_embedding
+from ...pp._embeddings import perturbation_embedding
+from ...pp._gene_embeddings import _pca_inputs
 from .._base import PerturbationModel, Predictions
 
 if TYPE_CHECKING:
@@ -65,19 +65,9 @@ class GPModel(PerturbationModel):
         standardize: bool = True,
         **kwargs: Any,
     ) -> None:
-        names = [embedding] if not isinstance(embedding, list | tuple) else list(embedding)
-        keys = [e if isinstance(e, str) else None for e in names]
-        super().__init__(
-            adata,
-            embedding=keys if None not in keys else None,
-            n_components=n_components,
-            standardize=standardize,
-            **kwargs,
-        )
-        self.inputs_ = None
-        if embedding is not None and not all(n is None for n in names):
-            tables = [get_gene_embedding(self.adata, e) for e in names]
-            self.inputs_ = reduce_embedding(tables, n_components=n_components)
+        keys, inputs = _pca_inputs(adata, embedding, n_components)
+        super().__init__(adata, embedding=keys, n_components=n_components, standardize=standardize, **kwargs)
+        self.inputs_ = inputs
 
     def _x(self, perturbations: Sequence[str]) -> np.ndarray:
         return perturbation_embedding(
