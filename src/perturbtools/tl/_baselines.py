@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..pp._embeddings import get_gene_embedding, perturbation_embedding
-from ._base import PerturbationModel, Predictions
+from ._base import PerturbationModel, Predictions, table_from_state, table_state
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -238,13 +238,12 @@ class KNN(_MeanModel):
         return {
             "train_emb": self.train_emb_,
             "train_delta": self.train_delta_,
-            "embedding": self.embedding_.to_numpy(),
-            "embedding_genes": self.embedding_.index.to_numpy(dtype=str),
+            **table_state("embedding", self.embedding_),
         }
 
     def _set_state(self, state):
         self.train_emb_, self.train_delta_ = state["train_emb"], state["train_delta"]
-        self.embedding_ = pd.DataFrame(state["embedding"], index=state["embedding_genes"].astype(str))
+        self.embedding_ = table_from_state(state, "embedding")
 
 
 class Linear(_MeanModel):
@@ -329,16 +328,12 @@ class Linear(_MeanModel):
     def _get_state(self):
         state = {"G": self.G_, "W": self.W_, "b": self.b_}
         if self.embedding_ is not None:
-            state |= {
-                "embedding": self.embedding_.to_numpy(),
-                "embedding_genes": self.embedding_.index.to_numpy(dtype=str),
-            }
+            state |= table_state("embedding", self.embedding_)
         return state
 
     def _set_state(self, state):
         self.G_, self.W_, self.b_ = state["G"], state["W"], state["b"]
-        if "embedding" in state:
-            self.embedding_ = pd.DataFrame(state["embedding"], index=state["embedding_genes"].astype(str))
+        self.embedding_ = table_from_state(state, "embedding")
 
 
 class EmbeddingRidge(_MeanModel):
@@ -390,9 +385,13 @@ class EmbeddingRidge(_MeanModel):
         return self.data_.control_mean + self.y_mean_ + (self._x(perturbations) - self.x_mean_) @ self.coef_
 
     def _get_state(self):
-        return {"coef": self.coef_, "x_mean": self.x_mean_, "y_mean": self.y_mean_, "inputs": self.inputs_.to_numpy(),
-                "input_genes": self.inputs_.index.to_numpy(dtype=str)}  # fmt: skip
+        return {
+            "coef": self.coef_,
+            "x_mean": self.x_mean_,
+            "y_mean": self.y_mean_,
+            **table_state("inputs", self.inputs_),
+        }
 
     def _set_state(self, state):
         self.coef_, self.x_mean_, self.y_mean_ = state["coef"], state["x_mean"], state["y_mean"]
-        self.inputs_ = pd.DataFrame(state["inputs"], index=state["input_genes"].astype(str))
+        self.inputs_ = table_from_state(state, "inputs")

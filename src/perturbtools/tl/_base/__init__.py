@@ -2,4 +2,4 @@ from __future__ import annotations
 
 from ..._labelled import LabelledData
 from ..._predictions import Predictions, read_predictions, write_predictions
-from ._model import PerturbationModel
+from ._model import PerturbationModel, table_from_state, table_state

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
+import pandas as pd
 
 from ..._labelled import LabelledData
 from ..._predictions import Predictions, write_predictions
@@ -187,6 +188,18 @@ class PerturbationModel(ABC):
         model.train_perturbations_ = list(meta["train_perturbations"])
         model.is_fitted_ = True
         return model
+
+
+def table_state(name: str, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A genes-indexed table as two ``.npz`` arrays: ``name`` (values) and ``f"{name}_genes"`` (index)."""
+    return {name: frame.to_numpy(), f"{name}_genes": frame.index.to_numpy(dtype=str)}
+
+
+def table_from_state(state: dict[str, np.ndarray], name: str) -> pd.DataFrame | None:
+    """Inverse of :func:`table_state`; ``None`` when the table was not saved."""
+    if name not in state:
+        return None
+    return pd.DataFrame(state[name], index=state[f"{name}_genes"].astype(str))
 
 
 def _json_default(obj: Any) -> Any:

@@ -13,7 +13,7 @@ from scipy import stats
 from ...pp._deg_core import fold_change
 from ...pp._embeddings import perturbation_embedding
 from ...pp._gene_embeddings import _pca_inputs
-from .._base import PerturbationModel, Predictions
+from .._base import PerturbationModel, Predictions, table_from_state, table_state
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -184,7 +184,7 @@ class GPModel(PerturbationModel):
     def _get_state(self) -> dict[str, np.ndarray]:
         hp = self.gp_.hyperparameters
         return {
-            "inputs": self.inputs_.to_numpy(), "input_genes": self.inputs_.index.to_numpy(dtype=str),
+            **table_state("inputs", self.inputs_),
             "x_train": self.x_train_.numpy(), "y_train": self.y_train_.numpy(), "y_mean": self.y_mean_, "y_scale": self.y_scale_,
             "hyper": np.array([hp["lengthscale"], hp["variance"], hp["noise"]]), "gene_se": self.gene_se_, "t_crit": np.array(self.t_crit_),
         }  # fmt: skip
@@ -194,7 +194,7 @@ class GPModel(PerturbationModel):
 
         from ._module import SharedRBFGP
 
-        self.inputs_ = pd.DataFrame(state["inputs"], index=state["input_genes"].astype(str))
+        self.inputs_ = table_from_state(state, "inputs")
         ls, var, noise = (float(v) for v in state["hyper"])
         self.gp_ = SharedRBFGP(lengthscale=ls, variance=var, noise=noise)
         self.x_train_, self.y_train_ = torch.from_numpy(state["x_train"]), torch.from_numpy(state["y_train"])

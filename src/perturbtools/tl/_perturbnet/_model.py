@@ -13,7 +13,7 @@ from scipy import sparse
 
 from ..._utils import _as_rng, _torch_seed
 from ...pp._embeddings import get_gene_embedding, perturbation_embedding
-from .._base import PerturbationModel, Predictions
+from .._base import PerturbationModel, Predictions, table_from_state, table_state
 from .._torch import resolve_device, state_from_numpy, state_to_numpy, train_loop
 from . import _scvi
 
@@ -441,10 +441,7 @@ class PerturbNet(PerturbationModel):
                 "go_terms": np.asarray(gv.go.terms, dtype=str),
             }
         if self.embedding_ is not None:
-            state |= {
-                "embedding": self.embedding_.to_numpy(),
-                "embedding_genes": self.embedding_.index.to_numpy(dtype=str),
-            }
+            state |= table_state("embedding", self.embedding_)
         return state
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -471,8 +468,7 @@ class PerturbNet(PerturbationModel):
                 state_from_numpy({k[5:]: v for k, v in state.items() if k.startswith("gvae/")})
             )
             self.genotype_vae_.module_.eval()
-        if "embedding" in state:
-            self.embedding_ = pd.DataFrame(state["embedding"], index=state["embedding_genes"].astype(str))
+        self.embedding_ = table_from_state(state, "embedding")
         flow_state = {k[5:]: v for k, v in state.items() if k.startswith("flow/")}
         dim = flow_state["perms"].shape[1]
         cond_in = flow_state["cond_net.0.weight"].shape[1]

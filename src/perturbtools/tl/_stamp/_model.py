@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..._utils import _progress, _torch_seed
 from ...pp._embeddings import embedding_coverage, get_gene_embedding, perturbation_embedding
-from .._base import PerturbationModel, Predictions
+from .._base import PerturbationModel, Predictions, table_from_state, table_state
 from .._torch import resolve_device, state_from_numpy, state_to_numpy
 
 if TYPE_CHECKING:
@@ -287,12 +287,11 @@ class STAMP(PerturbationModel):
     def _get_state(self) -> dict[str, np.ndarray]:
         return {
             **{f"module/{k}": v for k, v in state_to_numpy(self.module_.state_dict()).items()},
-            "embedding": self.embedding_.to_numpy(),
-            "embedding_genes": self.embedding_.index.to_numpy(dtype=str),
+            **table_state("embedding", self.embedding_),
         }
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.embedding_ = pd.DataFrame(state["embedding"], index=state["embedding_genes"].astype(str))
+        self.embedding_ = table_from_state(state, "embedding")
         self._build()
         module_state = {k.split("/", 1)[1]: v for k, v in state.items() if k.startswith("module/")}
         self.module_.load_state_dict(state_from_numpy(module_state))
