@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
-from sklearn.metrics import r2_score, roc_auc_score
+from sklearn.metrics import average_precision_score, r2_score, roc_auc_score
 
 from perturbtools import metrics
 
@@ -31,6 +31,19 @@ def test_roc_auc_matches_sklearn_with_ties():
     s = np.round(rng.random(200) + y * 0.3, 1)
     assert metrics.roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
     assert np.isnan(metrics.roc_auc(np.ones(5, bool), np.arange(5)))
+
+
+@pytest.mark.parametrize("decimals", [0, 1, 3, None])
+def test_pr_auc_matches_sklearn_with_and_without_ties(decimals):
+    rng = np.random.default_rng(decimals or 7)
+    for n in (1, 2, 50, 300):
+        y = rng.random(n) < 0.3
+        s = rng.random(n) + y * 0.4
+        s = s if decimals is None else np.round(s, decimals)
+        if y.any():
+            assert metrics.pr_auc(y, s) == pytest.approx(average_precision_score(y, s), rel=1e-12)
+    assert np.isnan(metrics.pr_auc(np.zeros(5, bool), np.arange(5)))
+    assert metrics.pr_auc(np.ones(4, bool), np.zeros(4)) == pytest.approx(1.0)
 
 
 def test_rank_metric():

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 import perturbtools as pt  # noqa: E402
 from perturbtools.tl._gp import SharedRBFGP  # noqa: E402
-from perturbtools.tl._gp._module import gram_root  # noqa: E402
+from perturbtools.tl._gp._module import ProfiledNegMLL, fit_shared_rbf, gram_root  # noqa: E402
 
 
 def test_neg_mll_equals_sum_of_independent_gps():
@@ -33,6 +33,56 @@ def test_neg_mll_equals_sum_of_independent_gps():
         got_wide = gp.neg_mll(x, gram_root(wide), 30) * 7 * 30
     assert float(got) == pytest.approx(float(ref), rel=1e-10)
     assert float(got_wide) == pytest.approx(float(ref_wide), rel=1e-9)
+
+
+def _profiled_by_autograd(log_ls, log_ratio, x, C, g):
+    """The profiled objective written with plain autograd through the Cholesky (reference for the analytic one)."""
+    n = len(x)
+    R = torch.exp(-0.5 * torch.cdist(x, x).pow(2) / torch.exp(2 * log_ls)) + torch.exp(log_ratio) * torch.eye(
+        n, dtype=x.dtype
+    )
+    L = torch.linalg.cholesky(R)
+    q = torch.linalg.solve_triangular(L, C, upper=False).pow(2).sum()
+    return 0.5 + 0.5 * torch.log(q / (n * g)) + torch.log(torch.diagonal(L)).mean() + 0.5 * math.log(2 * math.pi)
+
+
+def test_profiled_neg_mll_value_and_analytic_gradient():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(9, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(9, 20, generator=gen, dtype=torch.float64)
+    C = gram_root(y)
+    params = [torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (0.2, -1.0)]
+    ref = _profiled_by_autograd(*params, x, C, 20)
+    ref_grad = torch.autograd.grad(ref, params)
+    log_ls, log_ratio = params
+    R = torch.exp(-0.5 * torch.cdist(x, x).pow(2) / torch.exp(2 * log_ls)) + torch.exp(log_ratio) * torch.eye(
+        9, dtype=x.dtype
+    )
+    got = ProfiledNegMLL.apply(R, C, 20)
+    got_grad = torch.autograd.grad(got, params)
+    assert got.item() == pytest.approx(ref.item(), rel=1e-12)
+    for a, b in zip(got_grad, ref_grad, strict=True):
+        assert float(a) == pytest.approx(float(b), rel=1e-8)
+    # at the profiled variance the full likelihood equals the profiled one
+    s = torch.linalg.solve_triangular(torch.linalg.cholesky(R.detach()), C, upper=False).pow(2).sum().item() / (9 * 20)
+    gp = SharedRBFGP(lengthscale=math.exp(0.2), variance=s, noise=s * math.exp(-1.0), jitter=0.0)
+    with torch.no_grad():
+        assert float(gp.neg_mll(x, C, 20)) == pytest.approx(got.item(), rel=1e-10)
+
+
+def test_fit_shared_rbf_reaches_the_unprofiled_optimum():
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(40, 2, generator=gen, dtype=torch.float64)
+    f = torch.sin(2 * x[:, :1]) * torch.randn(1, 15, generator=gen, dtype=torch.float64)
+    y = 2.0 * f + 0.3 * torch.randn(40, 15, generator=gen, dtype=torch.float64)
+    gp, history = fit_shared_rbf(x, y, lengthscale=1.0)
+    assert history[-1] < history[0]
+    # the gradient of the full (unprofiled) objective vanishes at the fitted hyperparameters
+    gp.jitter = 0.0
+    loss = gp.neg_mll(x, y, 15)
+    grads = torch.autograd.grad(loss, [gp.log_lengthscale, gp.log_variance, gp.log_noise])
+    assert max(abs(float(g)) for g in grads) < 1e-4
+    assert 0.06 < gp.hyperparameters["noise"] < 0.13  # simulated noise variance 0.09
 
 
 def test_posterior_matches_closed_form():

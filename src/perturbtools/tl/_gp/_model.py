@@ -32,7 +32,8 @@ class GPModel(PerturbationModel):
     default, scaled by each gene's training standard deviation floored at its measurement standard error (a
     departure from the paper, which does not say how outputs are scaled: one shared kernel variance cannot fit genes
     whose deltas differ by orders of magnitude, and the per-gene scale is what makes the intervals calibrated). One RBF kernel (variance, lengthscale) and one noise
-    variance are shared by all genes and fitted by maximising the summed log marginal likelihood (L-BFGS), the
+    variance are shared by all genes and fitted by maximising the summed log marginal likelihood (L-BFGS, variance
+    profiled out; :func:`~perturbtools.tl._gp._module.fit_shared_rbf`), the
     lengthscale initialised at the median pairwise distance.
 
     Besides the posterior mean and variance, subtask predictions are derived from the predictive distribution
@@ -88,7 +89,7 @@ class GPModel(PerturbationModel):
         """
         import torch
 
-        from ._module import SharedRBFGP, gram_root
+        from ._module import fit_shared_rbf
 
         idx = self.data_.index(train)
         x = self._x(train)
@@ -106,21 +107,9 @@ class GPModel(PerturbationModel):
         from scipy.spatial.distance import pdist
 
         med = float(np.median(pdist(x))) if len(x) > 1 else 1.0
-        gp = SharedRBFGP(lengthscale=max(med, 1e-3), variance=1.0, noise=0.5)
         xt = torch.from_numpy(x.astype(np.float64))
         yt = torch.from_numpy(y.astype(np.float64))
-        C = gram_root(yt)
-        opt = torch.optim.LBFGS(gp.parameters(), lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
-        history = []
-
-        def closure():
-            opt.zero_grad()
-            loss = gp.neg_mll(xt, C, yt.shape[1])
-            loss.backward()
-            history.append(loss.item())
-            return loss
-
-        opt.step(closure)
+        gp, history = fit_shared_rbf(xt, yt, lengthscale=max(med, 1e-3), max_iter=max_iter)
         self.gp_ = gp
         self.x_train_, self.y_train_ = xt, yt
         self.history_ = pd.DataFrame({"evaluation": range(len(history)), "neg_mll": history})
@@ -186,7 +175,7 @@ class GPModel(PerturbationModel):
         return {
             **table_state("inputs", self.inputs_),
             "x_train": self.x_train_.numpy(), "y_train": self.y_train_.numpy(), "y_mean": self.y_mean_, "y_scale": self.y_scale_,
-            "hyper": np.array([hp["lengthscale"], hp["variance"], hp["noise"]]), "gene_se": self.gene_se_, "t_crit": np.array(self.t_crit_),
+            "hyper": np.array([hp["lengthscale"], hp["variance"], hp["noise"], self.gp_.jitter]), "gene_se": self.gene_se_, "t_crit": np.array(self.t_crit_),
         }  # fmt: skip
 
     def _set_state(self, state: dict[str, np.ndarray]) -> None:
@@ -195,8 +184,8 @@ class GPModel(PerturbationModel):
         from ._module import SharedRBFGP
 
         self.inputs_ = table_from_state(state, "inputs")
-        ls, var, noise = (float(v) for v in state["hyper"])
-        self.gp_ = SharedRBFGP(lengthscale=ls, variance=var, noise=noise)
+        ls, var, noise, jitter = (float(v) for v in state["hyper"])
+        self.gp_ = SharedRBFGP(lengthscale=ls, variance=var, noise=noise, jitter=jitter)
         self.x_train_, self.y_train_ = torch.from_numpy(state["x_train"]), torch.from_numpy(state["y_train"])
         self.y_mean_, self.y_scale_ = state["y_mean"], state["y_scale"]
         self.gene_se_, self.t_crit_ = state["gene_se"], float(state["t_crit"])
