@@ -8,7 +8,9 @@ The reference pins old packages, so it runs from its own venv::
     python benchmarks/bench_stamp_reference.py --reference-python /tmp/stampvenv/bin/python
 
 Both sides get the same data, gene embedding, train/val/test perturbations, epochs, batch size (64) and learning rate
-(1e-4, the reference's), on CPU, each in its own subprocess (peak RSS is its own). The reference needs every target
+(1e-4, the reference's), on CPU, each in its own subprocess (peak RSS is its own), for ``--seeds`` training seeds
+(alternating the two). The CSV has the means over seeds (and the metric SDs); per-seed rows go to
+stamp_reference_runs.csv. The reference needs every target
 gene among the output genes, which the real devel / Papalexi files do not satisfy, so the data are simulated
 (``pt.data.synthetic``). Predictions of both are scored by ``pt.metrics.evaluate_predictions``.
 Writes benchmarks/results/stamp_reference.csv.
@@ -68,7 +70,7 @@ def write_reference_inputs(a, emb, split) -> None:
         out.write_h5ad(WORK / f"{part}.h5ad")
 
 
-def run_reference(epochs: int, n_genes: int, d: int) -> dict:
+def run_reference(epochs: int, n_genes: int, d: int, seed: int = 0) -> dict:
     import torch
 
     torch.set_num_threads(torch.get_num_threads())
@@ -83,7 +85,7 @@ def run_reference(epochs: int, n_genes: int, d: int) -> dict:
             "Model_Parameter": {"device": "cpu", "First_level": {"in_features": d, "out_features": n_genes},
                                 "Second_level": {"hid1_features_2": 128, "hid2_features_2": 64, "hid3_features_2": 32},
                                 "Third_level": {"in_feature_3": 32, "hid1_features_3": 16, "hid2_features_3": 8}},
-            "Trainer_parameter": {"random_seed": 0, "learning_rate": 1e-4, "epoch": epochs},
+            "Trainer_parameter": {"random_seed": seed, "learning_rate": 1e-4, "epoch": epochs},
             "Sampling": {"batch_size": 64, "sample_shuffle": True},
         },
         "Inference": {"Sampling": {"batch_size": 64, "sample_shuffle": False}},
@@ -100,7 +102,7 @@ def run_reference(epochs: int, n_genes: int, d: int) -> dict:
     }
 
 
-def run_ours(epochs: int, n_genes: int, d: int, accelerator: str = "cpu") -> dict:
+def run_ours(epochs: int, n_genes: int, d: int, seed: int = 0, accelerator: str = "cpu") -> dict:
     import perturbtools as pt
 
     a, emb, split = make_data(n_genes, N_PERTS, d)
@@ -114,10 +116,11 @@ def run_ours(epochs: int, n_genes: int, d: int, accelerator: str = "cpu") -> dic
         lr=1e-4,
         accelerator=accelerator,
         show_progress_bar=False,
+        rng=seed,
     )
     seconds = time.perf_counter() - start
     pred = model.predict(split["test"], inplace=False)
-    path = WORK / "ours_pred.npz"
+    path = WORK / f"ours_pred_{seed}.npz"
     np.savez(path, de=pred.de_proba.to_numpy(), up=pred.up_proba.to_numpy(), logfc=pred.logfc.to_numpy())
     return {
         "seconds": seconds,
@@ -129,72 +132,80 @@ def run_ours(epochs: int, n_genes: int, d: int, accelerator: str = "cpu") -> dic
 N_PERTS = 300
 
 
+def _worker(python: str, worker: str, common: list[str], seed: int) -> dict:
+    out = subprocess.run(
+        [python, __file__, "--worker", worker, "--seed", str(seed), *common], capture_output=True, text=True, check=False
+    )
+    if out.returncode:
+        print(out.stderr[-3000:])
+        raise SystemExit(1)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _predictions(name: str, r: dict, a, test: list[str]):
+    from perturbtools.tl import Predictions
+
+    frame = lambda m: pd.DataFrame(m, index=a.var_names, columns=test)
+    if name == "ours":
+        z = np.load(r["pred"])
+        return Predictions(de_proba=frame(z["de"]), up_proba=frame(z["up"]), logfc=frame(z["logfc"]))
+    import anndata as ad
+
+    o = ad.read_h5ad(r["pred"])
+    return Predictions(de_proba=frame(o.layers["level1"].T), up_proba=frame(o.layers["level2"].T),
+                       logfc=frame(np.log2(np.maximum(o.layers["level3"].T, 1e-12))))  # fmt: skip
+
+
+METRICS = ("roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reference-python", default=None)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--n-genes", type=int, default=1000)
     parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds per implementation (same data and split)")
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["reference", "ours"])
     args = parser.parse_args()
     if args.worker == "reference":
-        print(json.dumps(run_reference(args.epochs, args.n_genes, args.dim)))
+        print(json.dumps(run_reference(args.epochs, args.n_genes, args.dim, args.seed)))
         return
     if args.worker == "ours":
-        print(json.dumps(run_ours(args.epochs, args.n_genes, args.dim)))
+        print(json.dumps(run_ours(args.epochs, args.n_genes, args.dim, args.seed)))
         return
 
     import perturbtools as pt
-    from perturbtools.tl import LabelledData, Predictions
+    from perturbtools.tl import LabelledData
 
     a, emb, split = make_data(args.n_genes, N_PERTS, args.dim)
     write_reference_inputs(a, emb, split)
     common = ["--epochs", str(args.epochs), "--n-genes", str(args.n_genes), "--dim", str(args.dim)]
-    res = {
-        "ours": json.loads(
-            subprocess.run(
-                [sys.executable, __file__, "--worker", "ours", *common], capture_output=True, text=True, check=True
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-    }
-    if args.reference_python:
-        out = subprocess.run(
-            [args.reference_python, __file__, "--worker", "reference", *common],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if out.returncode:
-            print(out.stderr[-3000:])
-            raise SystemExit(1)
-        res["reference"] = json.loads(out.stdout.strip().splitlines()[-1])
     data = LabelledData.from_adata(a)
     test = split["test"]
+    runs = [("ours", sys.executable)] + ([("reference", args.reference_python)] if args.reference_python else [])
     rows = []
-    for name, r in res.items():
-        if name == "ours":
-            z = np.load(r["pred"])
-            pred = Predictions(de_proba=pd.DataFrame(z["de"], index=a.var_names, columns=test), up_proba=pd.DataFrame(z["up"], index=a.var_names, columns=test),
-                               logfc=pd.DataFrame(z["logfc"], index=a.var_names, columns=test))  # fmt: skip
-        else:
-            import anndata as ad
-
-            o = ad.read_h5ad(r["pred"])
-            pred = Predictions(de_proba=pd.DataFrame(o.layers["level1"].T, index=a.var_names, columns=test), up_proba=pd.DataFrame(o.layers["level2"].T, index=a.var_names, columns=test),
-                               logfc=pd.DataFrame(np.log2(np.maximum(o.layers["level3"].T, 1e-12)), index=a.var_names, columns=test))  # fmt: skip
-        _, pooled = pt.metrics.evaluate_predictions(pred, data, test, train=split["train"])
-        p = pooled[(pooled["stratum"] == "all") & (pooled["mask"] == "all")].iloc[0]
-        rows.append({"implementation": name, "train_seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"], "epochs": args.epochs, "n_genes": args.n_genes, "dim": args.dim,
-                     **{m: p[m] for m in ("roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc")}})  # fmt: skip
-    df = pd.DataFrame(rows).set_index("implementation")
+    for seed in range(args.seeds):
+        for name, python in runs:  # alternate, so slow drift in machine load hits both alike
+            r = _worker(python, name, common, seed)
+            _, pooled = pt.metrics.evaluate_predictions(_predictions(name, r, a, test), data, test, train=split["train"])
+            p = pooled[(pooled["stratum"] == "all") & (pooled["mask"] == "all")].iloc[0]
+            rows.append({"implementation": name, "seed": seed, "train_seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"],
+                         "epochs": args.epochs, "n_genes": args.n_genes, "dim": args.dim, **{m: p[m] for m in METRICS}})  # fmt: skip
+            print(rows[-1], flush=True)
+    runs_df = pd.DataFrame(rows)
+    df = runs_df.drop(columns="seed").groupby("implementation").mean()
+    df.insert(0, "n_seeds", runs_df.groupby("implementation").size())
+    for m in METRICS:
+        df[f"{m}_sd"] = runs_df.groupby("implementation")[m].std()
     if "reference" in df.index:
         df.loc["ours", "speedup_vs_reference"] = df.loc["reference", "train_seconds"] / df.loc["ours", "train_seconds"]
         df.loc["ours", "memory_ratio_vs_reference"] = df.loc["reference", "peak_rss_mb"] / df.loc["ours", "peak_rss_mb"]
     print(df.round(4).to_string())
     (HERE / "results").mkdir(exist_ok=True)
     df.to_csv(HERE / "results" / "stamp_reference.csv")
+    runs_df.to_csv(HERE / "results" / "stamp_reference_runs.csv", index=False)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,35 @@ def test_split_first_layer_equals_concatenation():
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("gene_specific", [False, True])
+def test_entries_forward_and_losses_equal_dense(gene_specific):
+    """Heads 2-3 evaluated only at the DEGs give the dense values there, the same losses and the same gradients."""
+    x, emb, is_de, up, fc = _batch()
+    torch.manual_seed(0)
+    m = STAMPModule(emb, hidden1=(8, 8), gene_specific=gene_specific)
+    entries = is_de.nonzero(as_tuple=True)
+    dense, sparse = m(x), m(x, entries=entries)
+    for k in ("up_logit", "log_fc"):
+        torch.testing.assert_close(sparse[k], dense[k][entries])
+    ld, ls = stamp_losses(dense, is_de, up, fc), stamp_losses(sparse, is_de, up, fc)
+    for k in ld:
+        torch.testing.assert_close(ls[k], ld[k])
+    gd = torch.autograd.grad(ld["total"], list(m.parameters()), allow_unused=True)
+    gs = torch.autograd.grad(ls["total"], list(m.parameters()), allow_unused=True)
+    for a, b in zip(gd, gs, strict=True):
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_split_first_layer_initialised_like_the_concatenated_layer():
+    d = 50
+    m = STAMPModule(torch.zeros(3, d))
+    bound = (2 * d) ** -0.5
+    for p in (m.w_pert.weight, m.w_gene.weight, m.w_gene.bias):
+        top = p.detach().abs().max().item()
+        assert 0.9 * bound < top <= bound
+
+
 def test_losses_match_reference_weights():
     x, emb, is_de, up, fc = _batch()
     m = STAMPModule(emb, hidden1=(8, 8), dropout1=0.0)
