@@ -134,7 +134,10 @@ N_PERTS = 300
 
 def _worker(python: str, worker: str, common: list[str], seed: int) -> dict:
     out = subprocess.run(
-        [python, __file__, "--worker", worker, "--seed", str(seed), *common], capture_output=True, text=True, check=False
+        [python, __file__, "--worker", worker, "--seed", str(seed), *common],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if out.returncode:
         print(out.stderr[-3000:])
@@ -189,7 +192,9 @@ def main() -> None:
     for seed in range(args.seeds):
         for name, python in runs:  # alternate, so slow drift in machine load hits both alike
             r = _worker(python, name, common, seed)
-            _, pooled = pt.metrics.evaluate_predictions(_predictions(name, r, a, test), data, test, train=split["train"])
+            _, pooled = pt.metrics.evaluate_predictions(
+                _predictions(name, r, a, test), data, test, train=split["train"]
+            )
             p = pooled[(pooled["stratum"] == "all") & (pooled["mask"] == "all")].iloc[0]
             rows.append({"implementation": name, "seed": seed, "train_seconds": r["seconds"], "peak_rss_mb": r["peak_rss_mb"],
                          "epochs": args.epochs, "n_genes": args.n_genes, "dim": args.dim, **{m: p[m] for m in METRICS}})  # fmt: skip

@@ -23,12 +23,12 @@ SECTIONS = [
     (
         "stamp_reference.csv",
         "STAMP vs the reference implementation",
-        "`python benchmarks/bench_stamp_reference.py --reference-python ...` — same simulated data, embedding, split, epochs, batch 64, lr 1e-4, CPU; subtask metrics from the one evaluation path.",
+        "`python benchmarks/bench_stamp_reference.py --reference-python ...` — PyPI `cell-stamp` 0.1.2 in its own venv; same simulated data, embedding, split, epochs, batch 64, lr 1e-4, CPU (2 cores), each side in its own process; means over training seeds (`n_seeds`, metric SDs in the `_sd` columns; per-seed rows in `stamp_reference_runs.csv`); subtask metrics from the one evaluation path.",
     ),
     (
         "gp_speed.csv",
         "GP at the paper's scale",
-        "`python benchmarks/bench_gp_speed.py` — 5-fold CV, 1,800 perturbations x 2,000 genes, 2 CPU cores.",
+        "`python benchmarks/bench_gp_speed.py` — 5-fold CV, 1,800 perturbations x 2,000 genes (synthetic), 2 CPU cores; goal: under 60 s. The `fold_fit_*` columns time one fold's hyperparameter fit with the profiled likelihood and analytic gradient against plain autograd through the Cholesky (the way gpytorch fits), which reaches the same optimum.",
     ),
     (
         "perturbnet_throughput.csv",

@@ -139,3 +139,38 @@ def test_scvi_decoder_embedding(counts_adata):
     model = _scvi.train_scvi(counts_adata, max_epochs=1)
     emb = pt.pp.scvi_embedding(model)
     assert emb.shape[0] == counts_adata.n_vars and np.isfinite(emb.to_numpy()).all()
+
+
+def test_latents_only_without_decoder(counts_adata, tmp_path):
+    """Precomputed `obsm['X_scVI']`, no scVI model: nearest-cell decoding from control and training cells only."""
+    perts = list(counts_adata.uns["deg"]["perturbations"])
+    with pytest.raises(KeyError, match="X_scVI"):
+        pt.tl.PerturbNet(counts_adata, representation="embedding", embedding="gene_emb", latent_key="X_scVI")
+    counts_adata.obsm["X_scVI"] = np.full((counts_adata.n_obs, 3), np.nan, dtype=np.float32)
+    with pytest.raises(ValueError, match="finite"):
+        pt.tl.PerturbNet(counts_adata, representation="embedding", embedding="gene_emb", latent_key="X_scVI")
+    # latents that separate perturbations: the truth is recoverable through the nearest cells
+    labels = counts_adata.obs["perturbation"].astype(str).to_numpy()
+    rng = np.random.default_rng(0)
+    counts_adata.obsm["X_scVI"] = pd.get_dummies(labels).to_numpy(np.float32) * 3 + 0.1 * rng.normal(
+        size=(counts_adata.n_obs, len(set(labels)))
+    ).astype(np.float32)
+    before = counts_adata.copy()
+    m = pt.tl.PerturbNet(
+        counts_adata, representation="embedding", embedding="gene_emb", latent_key="X_scVI", n_blocks=2, n_neighbors=5
+    )
+    held_out = perts[:2]
+    m.fit(perts[2:], **FAST)
+    assert m.scvi_model_ is None
+    ref_labels = set(labels[m.reference_cells_])
+    assert not ref_labels & set(held_out) and "control" in ref_labels
+    gen = m.sample(held_out, n_cells=20)
+    assert gen.shape == (40, counts_adata.n_vars) and "counts" not in gen.layers and "X_scVI" in gen.obsm
+    X = counts_adata.X.toarray() if hasattr(counts_adata.X, "toarray") else counts_adata.X
+    assert gen.X.min() >= X.min() - 1e-6 and gen.X.max() <= X.max() + 1e-6  # averages of real cells
+    m.predict(held_out)
+    assert counts_adata.varm["perturbnet_mean"].notna().all().all()
+    assert set(before.obsm) <= set(counts_adata.obsm) and before.n_obs == counts_adata.n_obs
+    m.save(tmp_path / "pn_latent")
+    loaded = pt.tl.PerturbNet.load(tmp_path / "pn_latent", counts_adata)
+    pd.testing.assert_frame_equal(loaded.predict(held_out, inplace=False).mean, counts_adata.varm["perturbnet_mean"])

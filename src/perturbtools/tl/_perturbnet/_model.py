@@ -35,6 +35,17 @@ class PerturbationEncoder(Protocol):
     def __call__(self, targets: Sequence[tuple[str, ...]]) -> np.ndarray: ...
 
 
+def _check_latents(adata: AnnData, key: str) -> None:
+    """A clear error unless ``adata.obsm[key]`` holds finite latent codes for every cell."""
+    if key not in adata.obsm:
+        msg = f"`adata.obsm[{key!r}]` not found; store scVI latents there (`adata.obsm[{key!r}] = model.get_latent_representation()`) or pass `scvi_model=`."
+        raise KeyError(msg)
+    z = np.asarray(adata.obsm[key])
+    if z.ndim != 2 or z.shape[0] != adata.n_obs or not np.isfinite(z).all():
+        msg = f"`adata.obsm[{key!r}]` must be a finite (n_cells, n_latent) array; got shape {z.shape}."
+        raise ValueError(msg)
+
+
 class GenotypeVAE:
     """GenotypeVAE: PerturbNet's perturbation representation.
 
@@ -125,6 +136,12 @@ class PerturbNet(PerturbationModel):
     ``pseudo_counts=True`` to train scVI on ``round(expm1(X))``. Those pseudo-counts are CP10k-scaled, so every cell
     has nearly the same library size and the ZINB likelihood is misspecified: treat results as approximate.
 
+    Latents only (``latent_key="X_scVI"``, no ``scvi_model``): the cINN is trained on ``adata.obsm[latent_key]``
+    (e.g. computed elsewhere and stored in the file) and no scVI is trained. Without a decoder, generated cells get
+    the expression ``X`` of their ``n_neighbors`` nearest real cells in latent space, drawn only from control and
+    training-perturbation cells (never the held-out ones); :meth:`sample` then has no ``counts`` layer. This
+    nearest-cell decoder can only recombine observed states: prefer a trained ``scvi_model`` where one exists.
+
     Parameters
     ----------
     adata
@@ -147,6 +164,10 @@ class PerturbNet(PerturbationModel):
         cINN size (20 blocks, 10-d condition in the reference).
     n_latent
         scVI latent dimension.
+    latent_key
+        ``adata.obsm`` key of precomputed scVI latents to use without an scVI model (see above).
+    n_neighbors
+        Cells averaged by the nearest-cell decoder (``latent_key`` without ``scvi_model``).
     **kwargs
         ``labels_key``, ``split_key``, ``perturbation_key`` (obs column of cell labels; default: the labels' one).
     """
@@ -167,6 +188,8 @@ class PerturbNet(PerturbationModel):
         cond_dim: int = 10,
         hidden: int = 64,
         n_latent: int = 10,
+        latent_key: str | None = None,
+        n_neighbors: int = 10,
         **kwargs: Any,
     ) -> None:
         encoder = representation if callable(representation) else None
@@ -178,15 +201,28 @@ class PerturbNet(PerturbationModel):
         if representation == "embedding" and embedding is None:
             msg = "`representation='embedding'` needs `embedding=` (a gene-embedding DataFrame or key)."
             raise ValueError(msg)
-        if counts_layer is None and not pseudo_counts and scvi_model is None:
-            msg = "PerturbNet needs raw counts for scVI: pass `counts_layer=`, a trained `scvi_model=`, or `pseudo_counts=True` for log data."
+        if latent_key is not None:
+            _check_latents(adata, latent_key)
+            n_latent = int(adata.obsm[latent_key].shape[1])
+        elif counts_layer is None and not pseudo_counts and scvi_model is None:
+            msg = (
+                "PerturbNet needs raw counts for scVI: pass `counts_layer=`, a trained `scvi_model=`, "
+                "`latent_key=` (precomputed latents in `adata.obsm`), or `pseudo_counts=True` for log data."
+            )
             raise ValueError(msg)
-        if counts_layer is not None and counts_layer not in adata.layers and scvi_model is None and not pseudo_counts:
+        if (
+            latent_key is None
+            and counts_layer is not None
+            and counts_layer not in adata.layers
+            and scvi_model is None
+            and not pseudo_counts
+        ):
             msg = f"`adata.layers[{counts_layer!r}]` not found; put raw counts there, or pass `pseudo_counts=True` for log data."
             raise KeyError(msg)
         key = embedding if isinstance(embedding, str) else None
         super().__init__(adata, representation=representation, embedding=key, counts_layer=counts_layer, pseudo_counts=pseudo_counts,
-                         n_blocks=n_blocks, cond_dim=cond_dim, hidden=hidden, n_latent=n_latent, **kwargs)  # fmt: skip
+                         n_blocks=n_blocks, cond_dim=cond_dim, hidden=hidden, n_latent=n_latent, latent_key=latent_key,
+                         n_neighbors=n_neighbors, **kwargs)  # fmt: skip
         self.perturbation_key_ = str(self.adata.uns[self.data_keys_["labels_key"]]["params"]["perturbation_key"])
         self.scvi_model_ = scvi_model
         self.encoder_ = encoder
@@ -202,6 +238,17 @@ class PerturbNet(PerturbationModel):
             a = ad.AnnData(X=X, obs=a.obs[[self.perturbation_key_]].copy(), var=pd.DataFrame(index=a.var_names))
             a.layers["counts"] = a.X
         return a
+
+    def _uses_decoder(self) -> bool:
+        """Whether generated latents are decoded by scVI (else by the nearest-cell decoder)."""
+        return self.scvi_model_ is not None
+
+    def _latents(self, *, give_mean: bool = False) -> np.ndarray:
+        """Latent codes of the cells: ``adata.obsm[latent_key]``, else scVI posterior samples (or means)."""
+        key = self.init_params_.get("latent_key")
+        if key is not None:
+            return np.asarray(self.adata.obsm[key], dtype=np.float32)
+        return _scvi.sample_latent(self.scvi_model_, give_mean=give_mean)
 
     def _layer(self) -> str | None:
         return "counts" if self.init_params_["pseudo_counts"] else self.init_params_["counts_layer"]
@@ -264,7 +311,7 @@ class PerturbNet(PerturbationModel):
 
         seed = _torch_seed(rng)
         device = resolve_device(accelerator)
-        if self.scvi_model_ is None:
+        if self.scvi_model_ is None and self.init_params_.get("latent_key") is None:
             self.scvi_model_ = _scvi.train_scvi(self._cells(), layer=self._layer(), n_latent=self.init_params_["n_latent"],
                                                 max_epochs=scvi_epochs, accelerator=accelerator, seed=seed)  # fmt: skip
         if self.init_params_["representation"] == "genotype_vae" and self.genotype_vae_ is None:
@@ -272,9 +319,12 @@ class PerturbNet(PerturbationModel):
                 rng=seed, show_progress_bar=show_progress_bar, **(genotype_vae_kwargs or {})
             )
         labels = self.adata.obs[self.perturbation_key_].astype(str).to_numpy()
-        latent = _scvi.sample_latent(self.scvi_model_)
-        self.log_library_ = _scvi.log_library(self.scvi_model_)
+        latent = self._latents()
         cells = np.flatnonzero(np.isin(labels, train))
+        if self._uses_decoder():
+            self.log_library_ = _scvi.log_library(self.scvi_model_)
+        else:  # nearest-cell decoder: control and training cells only
+            self.reference_cells_ = np.flatnonzero(np.isin(labels, [*train, self.data_.control]))
         reps = dict(zip(train, self.representations(train), strict=True))
         cond = np.stack([reps[p] for p in labels[cells]])
         order = rng.permutation(len(cells))
@@ -319,18 +369,38 @@ class PerturbNet(PerturbationModel):
 
         rng = _as_rng(rng)
         z = self.sample_latent(perturbations, n_cells, rng=rng)
-        lib = rng.choice(self.log_library_, size=len(z), replace=True)
-        counts = _scvi.decode_counts(self.scvi_model_, z, lib, seed=_torch_seed(rng))
         obs = pd.DataFrame(
             {"perturbation": pd.Categorical(np.repeat(list(perturbations), n_cells))},
             index=[f"gen{i}" for i in range(len(z))],
         )
+        if not self._uses_decoder():
+            X = self._nearest_cell_expression(z)
+            out = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=self.data_.var_names))
+            out.obsm[self.init_params_["latent_key"]] = z
+            return out
+        lib = rng.choice(self.log_library_, size=len(z), replace=True)
+        counts = _scvi.decode_counts(self.scvi_model_, z, lib, seed=_torch_seed(rng))
         out = ad.AnnData(
             X=sparse.csr_matrix(counts.astype(np.float32)), obs=obs, var=pd.DataFrame(index=self.data_.var_names)
         )
         _log_normalise(out)
         out.obsm["X_scVI"] = z
         return out
+
+    def _nearest_cell_expression(self, z: np.ndarray) -> np.ndarray:
+        """Mean ``X`` of the ``n_neighbors`` reference cells nearest to each latent code (no-decoder path)."""
+        from sklearn.neighbors import NearestNeighbors
+
+        ref = self.reference_cells_
+        k = min(int(self.init_params_["n_neighbors"]), len(ref))
+        nn = NearestNeighbors(n_neighbors=k).fit(self._latents()[ref])
+        idx = nn.kneighbors(z, return_distance=False)
+        X = self.adata.X[ref]
+        weights = sparse.csr_matrix(
+            (np.full(idx.size, 1.0 / k), (np.repeat(np.arange(len(z)), k), idx.ravel())), shape=(len(z), len(ref))
+        )
+        out = weights @ X
+        return np.asarray(out.toarray() if sparse.issparse(out) else out, dtype=np.float32)
 
     def _predict(self, perturbations: list[str], n_cells: int = 300) -> Predictions:
         gen = self.sample(perturbations, n_cells, rng=self.sample_seed_)
@@ -380,7 +450,7 @@ class PerturbNet(PerturbationModel):
             raise ValueError(msg)
         rng = _as_rng(rng)
         seed = _torch_seed(rng)
-        z = torch.from_numpy(_scvi.sample_latent(self.scvi_model_, give_mean=True))
+        z = torch.from_numpy(self._latents(give_mean=True))
         y = torch.from_numpy(np.array([classes.index(s) for s in states]))
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -424,11 +494,15 @@ class PerturbNet(PerturbationModel):
 
     # ------------------------------------------------------------------ save / load
     def _get_state(self) -> dict[str, np.ndarray]:
-        params, scvi_state = _scvi.export_scvi(self.scvi_model_)
         state = {f"flow/{k}": v for k, v in state_to_numpy(self.flow_.state_dict()).items()}
-        state |= {f"scvi/{k}": v for k, v in scvi_state.items()}
-        state["scvi_params"] = np.array(json.dumps(params))
-        state["log_library"] = self.log_library_
+        if self.scvi_model_ is not None:
+            params, scvi_state = _scvi.export_scvi(self.scvi_model_)
+            state |= {f"scvi/{k}": v for k, v in scvi_state.items()}
+            state["scvi_params"] = np.array(json.dumps(params))
+        if self._uses_decoder():
+            state["log_library"] = self.log_library_
+        else:
+            state["reference_cells"] = np.asarray(self.adata.obs_names[self.reference_cells_], dtype=str)
         state["sample_seed"] = np.array(self.sample_seed_)
         if self.genotype_vae_ is not None:
             gv = self.genotype_vae_
@@ -448,12 +522,22 @@ class PerturbNet(PerturbationModel):
         from ...pp._gene_embeddings import GOMatrix
         from ._module import ConditionalINN
 
-        self.scvi_model_ = _scvi.restore_scvi(
-            self._cells(),
-            json.loads(str(state["scvi_params"])),
-            {k[5:]: v for k, v in state.items() if k.startswith("scvi/")},
-        )
-        self.log_library_ = state["log_library"]
+        if "scvi_params" in state:
+            self.scvi_model_ = _scvi.restore_scvi(
+                self._cells(),
+                json.loads(str(state["scvi_params"])),
+                {k[5:]: v for k, v in state.items() if k.startswith("scvi/")},
+            )
+        if "log_library" in state:
+            self.log_library_ = state["log_library"]
+        if "reference_cells" in state:
+            _check_latents(self.adata, self.init_params_["latent_key"])
+            names = pd.Index(state["reference_cells"].astype(str))
+            pos = self.adata.obs_names.get_indexer(names)
+            if (pos < 0).any():
+                msg = f"{int((pos < 0).sum())} reference cells of the saved model are not in `adata.obs_names`; load it with the AnnData it was fitted on."
+                raise KeyError(msg)
+            self.reference_cells_ = pos
         self.sample_seed_ = int(state["sample_seed"])
         if "go_genes" in state:
             genes, terms = pd.Index(state["go_genes"].astype(str)), pd.Index(state["go_terms"].astype(str))
