@@ -193,6 +193,7 @@ class STAMP(PerturbationModel):
             y_tr = [torch.from_numpy(a).to(device) for a in self._targets(train)]
             x_va = torch.from_numpy(self._embed(val)).to(device) if val else None
             y_va = [torch.from_numpy(a).to(device) for a in self._targets(val)] if val else None
+            va_entries = y_va[0].nonzero(as_tuple=True) if val else None  # the validation DEGs, fixed across epochs
             if float(y_tr[0].sum()) == 0:
                 logger.warning(
                     "STAMP: the %d training perturbations have no DEG; no step is taken (as in the reference).",
@@ -225,7 +226,7 @@ class STAMP(PerturbationModel):
                 if val:
                     module.eval()
                     with torch.no_grad():
-                        vl = stamp_losses(module(x_va, entries=y_va[0].nonzero(as_tuple=True)), *y_va)
+                        vl = stamp_losses(module(x_va, entries=va_entries), *y_va)
                     row |= {f"val_{k}": float(vl[k]) for k in ("l1", "l2", "l3")}
                     improved = False
                     if row["val_l1"] < best["l1"]:

@@ -132,17 +132,17 @@ def stamp_losses(
     is_de = is_de.float()
     mask = is_de.bool()
     n_all = is_de.numel()
-    n_de = is_de.sum().clamp(min=1)
+    n_mask = is_de.sum()
+    n_de = n_mask.clamp(min=1)
     w1 = is_de * ((n_all - n_de) / n_de) / 4 + 1
     l1 = F.binary_cross_entropy_with_logits(out["de_logit"], is_de, weight=w1)
     up_logit, log_fc = out["up_logit"], out["log_fc"]
     if up_logit.shape == is_de.shape:
         up_logit, log_fc = up_logit[mask], log_fc[mask]
     up, fc = up[mask].float(), fc[mask]
-    n_mask = is_de.sum()
     n_up = up.sum().clamp(min=1)
     n_down = (n_mask - n_up).clamp(min=1)
     w2 = up * (n_mask / n_up) + (1 - up) * (n_mask / n_down)
     l2 = F.binary_cross_entropy_with_logits(up_logit, up, weight=w2, reduction="sum") / w2.sum().clamp(min=1e-12)
-    l3 = ((torch.exp(log_fc) - fc) ** 2).sum() / n_mask.clamp(min=1)
+    l3 = ((torch.exp(log_fc) - fc) ** 2).sum() / n_de
     return {"l1": l1, "l2": l2, "l3": l3, "total": 0.1 * l1 + 0.5 * l2 + 0.4 * l3}
