@@ -13,6 +13,10 @@ matplotlib.use("agg")
 
 _DATA_ENV = "PERTURBTOOLS_DATA_DIR"
 _REQUIRE_ENV = "PERTURBTOOLS_REQUIRE_REALDATA"
+# The README passes a relative folder (../shared/data); tutorials run their kernels in other folders, so the test
+# session hands every child process the absolute path it means here.
+if os.environ.get(_DATA_ENV):
+    os.environ[_DATA_ENV] = str(Path(os.environ[_DATA_ENV]).expanduser().resolve())
 
 
 def pytest_addoption(parser):

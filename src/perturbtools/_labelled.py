@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
     import pandas as pd
     from anndata import AnnData
+
+
+_ALL_SUBTASKS = {"expression": True, "de": True, "direction": True, "fc": True}
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class LabelledData:
     control: str
     delimiter: str
     fc_offset: float
+    #: which labels exist: ``expression`` (means from cells), ``de``, ``direction``, ``fc``; label-only data
+    #: (:func:`perturbtools.pp.labels_from_de_table`) lack some of them
+    subtasks: dict[str, bool] = field(default_factory=lambda: dict(_ALL_SUBTASKS))
 
     @classmethod
     def from_adata(cls, adata: AnnData, labels_key: str = "deg") -> LabelledData:
@@ -79,7 +85,13 @@ class LabelledData:
             control=str(params["control"]),
             delimiter=str(params["delimiter"]),
             fc_offset=float(params["fc_offset"]),
+            subtasks={**_ALL_SUBTASKS, **{k: bool(v) for k, v in dict(uns.get("subtasks", {})).items()}},
         )
+
+    @property
+    def label_only(self) -> bool:
+        """Labels without cells (e.g. from published DE tables): no expression means to score or learn from."""
+        return not self.subtasks["expression"]
 
     @property
     def delta(self) -> np.ndarray:

@@ -32,6 +32,7 @@ def test_download_verify_and_reuse(server, tmp_path, monkeypatch, adata):
     adata.write_h5ad(root / "tiny.h5ad")
     digest = hashlib.sha256((root / "tiny.h5ad").read_bytes()).hexdigest()
     monkeypatch.setattr(pt.settings, "datasetdir", tmp_path / "cache")
+    monkeypatch.setattr(pt.settings, "download", True)
     registry = {"tiny": DatasetFile("tinyset", "tiny.h5ad", url + "tiny.h5ad", digest, adata.shape)}
     path = pt.data.fetch("tiny", registry=registry)
     assert path == tmp_path / "cache" / "tinyset" / "tiny.h5ad"
@@ -44,6 +45,7 @@ def test_bad_hash_and_missing(server, tmp_path, monkeypatch):
     root, url = server
     (root / "f.txt").write_text("hello")
     monkeypatch.setattr(pt.settings, "datasetdir", tmp_path / "cache")
+    monkeypatch.setattr(pt.settings, "download", True)
     registry = {
         "bad": DatasetFile("d", "f.txt", url + "f.txt", "0" * 64),
         "nourl": DatasetFile("d", "g.txt", None, None),
@@ -83,3 +85,27 @@ def test_env_var_sets_datadir(monkeypatch, tmp_path):
     monkeypatch.setenv("PERTURBTOOLS_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(pt.settings, "_datasetdir", None)
     assert pt.settings.datasetdir == tmp_path
+
+
+def test_relative_datadir_is_resolved_when_read(monkeypatch, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PERTURBTOOLS_DATA_DIR", "data")
+    monkeypatch.setattr(pt.settings, "_datasetdir", None)
+    monkeypatch.setattr(pt.settings, "_env_dir", None)
+    assert pt.settings.datasetdir == tmp_path / "data"
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a later change of directory does not move it
+    assert pt.settings.datasetdir == tmp_path / "data"
+    monkeypatch.setattr(pt.settings, "datasetdir", "../data")
+    assert pt.settings.datasetdir == tmp_path / "data"
+
+
+def test_configured_folder_without_the_file_does_not_download(server, monkeypatch, tmp_path):
+    root, url = server
+    (root / "f.txt").write_text("hello")
+    monkeypatch.setattr(pt.settings, "datasetdir", tmp_path / "configured")
+    registry = {"f": DatasetFile("d", "f.txt", url + "f.txt", None)}
+    with pytest.raises(FileNotFoundError, match=r"configured data folder .*pt.settings.download = True"):
+        pt.data.fetch("f", registry=registry)
+    assert not (tmp_path / "configured" / "d" / "f.txt").exists()

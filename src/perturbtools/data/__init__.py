@@ -9,19 +9,23 @@ from ._datasets import (
     genept_subset,
     go_annotations,
     go_parents,
+    GIReference,
     norman2019,
+    norman2019_gi_reference,
     norman2019_subset,
     papalexi2021,
     papalexi2021_lowmoi,
     perturbench_devel,
     published_splits,
     replogle2022,
+    replogle2022_degsets,
 )
 from ._fetch import fetch
 from ._synthetic import INTERACTIONS, synthetic
 
 __all__ = [
     "INTERACTIONS",
+    "GIReference",
     "adamson2016",
     "fetch",
     "gene_aliases",
@@ -30,11 +34,13 @@ __all__ = [
     "go_annotations",
     "go_parents",
     "norman2019",
+    "norman2019_gi_reference",
     "norman2019_subset",
     "papalexi2021",
     "papalexi2021_lowmoi",
     "perturbench_devel",
     "published_splits",
     "replogle2022",
+    "replogle2022_degsets",
     "synthetic",
 ]

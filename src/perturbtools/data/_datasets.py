@@ -6,7 +6,7 @@ import io
 import json
 import pickle
 import warnings
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import anndata as ad
 import numpy as np
@@ -182,3 +182,118 @@ def published_splits(name: Literal["norman", "adamson", "replogle_k562_essential
     Read with an unpickler that accepts only builtin containers of strings, never arbitrary objects.
     """
     return _load_split_pickle(fetch(f"splits_{name}"))
+
+
+class GIReference(NamedTuple):
+    """Published Norman 2019 GI reference (:func:`norman2019_gi_reference`).
+
+    ``scores``: the original authors' Theil–Sen fits of all 125 doubles in :func:`perturbtools.tl.gi_scores`'s
+    column names (``c1 = ts_coef_first``, ``c2 = ts_coef_second``, ``magnitude = ts_norm2``, ``model_fit =
+    corr_fit``, ``similarity = dcor``, ``equality_of_contribution = min(dcor_first, dcor_second) / max(...)``,
+    ``dominance = abs_log_ts_ratio``), indexed by ``"A+B"`` (genes sorted; ``c1``/``c2`` follow the authors' gene
+    order, given in ``gene_a``/``gene_b``); ``labels``: one published class per labelled double; ``scouter_scores``:
+    Scouter's GEARS-style scores (``GI_scores_truth.csv``) in the same column names (no additive doubles);
+    ``fits``: the raw ``regr_fits_final.csv``.
+    """
+
+    scores: pd.DataFrame
+    labels: pd.Series
+    scouter_scores: pd.DataFrame
+    fits: pd.DataFrame
+
+
+def _sorted_double(name: str, sep: str) -> str:
+    return "+".join(sorted(name.split(sep)))
+
+
+def norman2019_gi_reference() -> GIReference:
+    """Published genetic-interaction fits and curated classes of the Norman 2019 K562 CRISPRa doubles.
+
+    Returns
+    -------
+    :class:`GIReference` with scores named as :func:`perturbtools.tl.gi_scores` names them.
+    """
+    fits = pd.read_csv(fetch("norman2019_gi_fits"), index_col="name")
+    genes = [n.split("_") for n in fits.index]
+    eq = np.minimum(fits["dcor_first"], fits["dcor_second"]) / np.maximum(fits["dcor_first"], fits["dcor_second"])
+    scores = pd.DataFrame(
+        {
+            "gene_a": [g[0] for g in genes],
+            "gene_b": [g[1] for g in genes],
+            "c1": fits["ts_coef_first"].to_numpy(),
+            "c2": fits["ts_coef_second"].to_numpy(),
+            "magnitude": fits["ts_norm2"].to_numpy(),
+            "model_fit": fits["corr_fit"].to_numpy(),
+            "similarity": fits["dcor"].to_numpy(),
+            "equality_of_contribution": eq.to_numpy(),
+            "dominance": fits["abs_log_ts_ratio"].to_numpy(),
+        },
+        index=pd.Index([_sorted_double(n, "_") for n in fits.index], name="perturbation"),
+    )
+    labels = pd.Series(json.loads(fetch("norman2019_gi_labels").read_text()), name="gi_class")
+    labels.index = [_sorted_double(n, "+") for n in labels.index]
+    pub = pd.read_csv(fetch("norman2019_gi_scores_scouter"))
+    scouter = pd.DataFrame(
+        {
+            "c1": pub["c1"].to_numpy(),
+            "c2": pub["c2"].to_numpy(),
+            "magnitude": pub["mag"].to_numpy(),
+            "model_fit": pub["corr_fit"].to_numpy(),
+            "similarity": pub["dcor"].to_numpy(),
+            "equality_of_contribution": pub["eq_contr"].to_numpy(),
+            "dominance": pub["dominance"].to_numpy(),
+            "gi_type": pub["gi_type"].to_numpy(),
+        },
+        index=pd.Index([_sorted_double(n, "+") for n in pub["perturbation"]], name="perturbation"),
+    )
+    return GIReference(scores, labels, scouter, fits)
+
+
+def replogle2022_degsets(
+    path: str | Path | None = None, *, which: Literal["up"] = "up"
+) -> tuple[ad.AnnData, ad.AnnData]:
+    """Up-regulated DEG sets of CRISPRi knockdowns measured in K562 and RPE1 (Replogle et al. 2022), as labels.
+
+    Each knockdown's significant up-regulated genes (DESeq2 on pseudobulk, ranked by log2FC x -log10 padj) are its
+    DEGs over the union gene universe; only up-regulation is present, so the direction and fold-change subtasks are
+    undefined. ``scores`` hold minus the rank within the knockdown's top-1,000 ranking (``up_full``), lower than every
+    ranked gene for the rest, so a ranking can be copied from one line to the other.
+
+    Parameters
+    ----------
+    path
+        A file of the same format (gzipped JSON ``{"k562": {KD: {"up": [...], "up_full": [...]}}, "rpe1": {...}}``),
+        e.g. with more knockdowns; default: the registered file under ``settings.datasetdir``.
+    which
+        Gene sets to use as DEGs (only ``"up"`` exists).
+
+    Returns
+    -------
+    ``(k562, rpe1)``: label-only AnnData (:func:`perturbtools.pp.labels_from_de_table`) with the same genes in the
+    same order and the knockdowns both lines share, labelled under ``"deg"``; ``modality`` is CRISPRi.
+    """
+    import gzip
+    from pathlib import Path as _Path
+
+    from ..pp._de_table import labels_from_de_table
+
+    file = fetch("replogle2022_degsets") if path is None else _Path(path)
+    with gzip.open(file, "rt") as fh:
+        raw = json.load(fh)
+    missing = {"k562", "rpe1"} - set(raw)
+    if missing:
+        msg = f"{file} lacks the cell lines {sorted(missing)}; expected keys 'k562' and 'rpe1'."
+        raise KeyError(msg)
+    shared = sorted(set(raw["k562"]) & set(raw["rpe1"]))
+    universe = sorted({g for line in ("k562", "rpe1") for kd in shared for g in raw[line][kd]["up_full"]})
+    out = []
+    for line in ("k562", "rpe1"):
+        sets = {kd: raw[line][kd][which] for kd in shared}
+        adata = labels_from_de_table(sets, genes=universe, significant="listed", direction="up", modality="crispri")
+        ranks = {kd: raw[line][kd]["up_full"] for kd in shared}
+        full = labels_from_de_table(ranks, genes=universe, significant="listed")
+        adata.varm["deg_scores"] = full.varm["deg_scores"]
+        adata.uns["deg"]["params"]["source"] = f"replogle2022_degsets:{line}"
+        adata.uns["cell_line"] = line
+        out.append(adata)
+    return out[0], out[1]

@@ -49,6 +49,16 @@ def fetch(name: str, *, registry: dict[str, DatasetFile] | None = None) -> Path:
             msg = f"{path} has sha256 {digest}, expected {entry.sha256}. Delete it to download a fresh copy."
             raise OSError(msg)
         return path
+    may_download = settings.download if settings.download is not None else not settings.datasetdir_configured
+    if not may_download:
+        how = "a URL is registered" if entry.url else "no public URL is registered"
+        msg = (
+            f"{entry.filename} not found in the configured data folder {folder} "
+            f"(`pt.settings.datasetdir` / ${DATA_DIR_ENV} = {settings.datasetdir}). Point it at the folder that holds "
+            f"`{entry.folder}/{entry.filename}`"
+            + ("; or set `pt.settings.download = True` to download it there." if entry.url else f" ({how}).")
+        )
+        raise FileNotFoundError(msg)
     if entry.url is None:
         msg = (
             f"{entry.filename} not found in {folder} and no public URL is registered for {name!r}. "

@@ -82,6 +82,30 @@ REGISTRY: dict[str, DatasetFile] = {
         "https://raw.githubusercontent.com/pfizer-opensource/perturb_seq/41f70980b481b9c854772cd8b8c5a4753c1c3eac/splits/replogle_k562_essential_perturbation_splits.pkl",
         "6a92bba5e69d11187e52b40e042a76a76a7713ba274f93fe356c89f6533c63ae",
     ),
+    "norman2019_gi_fits": DatasetFile(
+        "norman2019_gi_reference",
+        "regr_fits_final.csv",
+        "https://raw.githubusercontent.com/thomasmaxwellnorman/Perturbseq_GI/3b25109aeb9c0c2026bd70abd50304a0ad4e5395/data_sharing/regr_fits_final.csv",
+        "664331b7374e1dd22dd42c8a7b3f97aecf01dfb034701818101574fca4441ff3",
+    ),
+    "norman2019_gi_labels": DatasetFile(
+        "norman2019_gi_reference",
+        "gi_class_labels_dev53.json",
+        None,  # a subset of Scouter's GI_truth.pkl (see its SOURCE.md)
+        "851480dddae8490a028d458834b31a77a80e181c701a4d6e927944dd39f988b5",
+    ),
+    "norman2019_gi_scores_scouter": DatasetFile(
+        "norman2019_gi_reference",
+        "gi_scores_published_dev.csv",
+        None,  # rows of Scouter's GI_scores_truth.csv (see its SOURCE.md)
+        "c9babda0ae10f80ef583c62a7fe3772a4dd442d3a6902b89b99a296bfe6bbb94",
+    ),
+    "replogle2022_degsets": DatasetFile(
+        "replogle2022_k562_rpe1_degsets",
+        "replogle2022_k562_rpe1_dev351_up_signatures.json.gz",
+        None,  # converted from sigrecon's .rda files (see its SOURCE.md)
+        "963d54cf7f13175bba02f4b861ea916a59140e2bae08de3871caa2458cfd28ed",
+    ),
     # full public datasets (scPerturb harmonised h5ad); downloaded on a user's machine
     "norman2019": DatasetFile(
         "scperturb", "NormanWeissman2019_filtered.h5ad", _SCPERTURB + "NormanWeissman2019_filtered.h5ad", None

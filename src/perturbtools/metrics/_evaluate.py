@@ -158,6 +158,8 @@ def evaluate_predictions(
     if not perts:
         msg = "None of the predicted perturbations has labels to score against."
         raise ValueError(msg)
+    if data.label_only:
+        return _evaluate_labels_only(preds, data, perts, train)
     idx = data.index(perts)
     s = prediction_scores(preds, data, perts)
     mu, mu_c = data.mean[idx], data.control_mean
@@ -319,3 +321,37 @@ def calibration(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _evaluate_labels_only(preds: Predictions, data: LabelledData, perts: list[str], train) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Subtask metrics on label-only data (no cells): DE always; direction and FC only where those labels exist.
+
+    Expression metrics are undefined without means and are not reported. A model's DE score is its ``de_proba``
+    (models that predict only expression cannot be scored on label-only data).
+    """
+    if preds.de_proba is None:
+        msg = "Label-only data (no cells) can score DE probabilities only; these predictions have no `de_proba`."
+        raise ValueError(msg)
+    idx = data.index(perts)
+    de = preds.de_proba[perts].to_numpy(np.float64).T
+    up = None if preds.up_proba is None else preds.up_proba[perts].to_numpy(np.float64).T
+    fc = None if preds.logfc is None else 2.0 ** preds.logfc[perts].to_numpy(np.float64).T
+    s = Scores(np.full_like(de, np.nan), de, up if up is not None else np.full_like(de, np.nan),
+               fc if fc is not None else np.full_like(de, np.nan), {"de_score": "predicted de_proba"})  # fmt: skip
+    y_de, y_up, true_fc = data.is_de[idx], data.direction[idx] > 0, data.fc[idx]
+    full = np.ones(de.shape, dtype=bool)
+    drop = [m for m, ok in (("dir", data.subtasks["direction"] and up is not None), ("fc", data.subtasks["fc"] and fc is not None)) if not ok]
+    per = pd.DataFrame(index=pd.Index(perts, name="perturbation"))
+    for name, values in _subtask_rowwise(y_de, y_up, true_fc, s, full).items():
+        if not any(name.endswith(d) for d in drop):
+            per[name] = values
+    per["n_de"] = y_de.sum(axis=1)
+    strata = unseen_labels(perts, train, control=data.control, delimiter=data.delimiter) if train is not None else None
+    per["unseen"] = strata.astype(str).to_numpy() if strata is not None else "n/a"
+    pooled = {k: v for k, v in _pooled(y_de, y_up, true_fc, s, full).items() if not any(k.endswith(d) for d in drop)}
+    pooled_df = pd.DataFrame([{"stratum": "all", "mask": "all", "n_perturbations": len(perts), **pooled}])
+    for frame in (per, pooled_df):
+        frame.attrs["undefined"] = {f"*_{d}": "no such labels on label-only data" for d in drop} | {
+            "expression metrics": "label-only data have no cells"
+        }
+    return per, pooled_df

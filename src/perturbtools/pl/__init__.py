@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._curves import calibration, few_shot, learning_curve
-from ._gi import attributions, gi_precision, gi_scores
+from ._gi import attributions, gi_confusion, gi_precision, gi_scores
 from ._metrics import deg_counts, metrics, model_scatter, prediction_scatter
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "calibration",
     "deg_counts",
     "few_shot",
+    "gi_confusion",
     "gi_precision",
     "gi_scores",
     "learning_curve",

@@ -14,18 +14,21 @@ if TYPE_CHECKING:
 def gi_scores(
     scores: pd.DataFrame,
     *,
+    classes: pd.Series | None = None,
     x: str = "magnitude",
     y: str = "model_fit",
     annotate: bool = True,
     ax: Axes | None = None,
     **kwargs: Any,
 ) -> Axes:
-    """GI score scatter (magnitude vs model fit by default), coloured by the first subtype call of each double.
+    """GI score scatter (magnitude vs model fit by default), coloured by one class per double if given.
 
     Parameters
     ----------
     scores
         Output of :func:`perturbtools.tl.gi_scores`.
+    classes
+        One class per double (e.g. ``pt.tl.GIClassifier.default().predict(scores)`` or published labels).
     x, y
         Score columns on the axes.
     annotate
@@ -41,18 +44,46 @@ def gi_scores(
     """
     import seaborn as sns
 
-    from ..tl._gi import gi_subtypes
-
-    calls = gi_subtypes(scores)
-    label = calls.apply(lambda r: "+".join(c for c in calls.columns if r[c]) or "none", axis=1)
+    hue = None if classes is None else classes.reindex(scores.index).fillna("unlabelled").rename("class")
     ax = _new_ax(ax, (5.0, 4.0))
-    sns.scatterplot(x=scores[x], y=scores[y], hue=label.rename("subtypes"), ax=ax, **kwargs)
+    sns.scatterplot(x=scores[x], y=scores[y], hue=hue, ax=ax, **kwargs)
     if annotate:
         for name, row in scores.iterrows():
             ax.annotate(str(name), (row[x], row[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.axvline(1.0, color="grey", lw=0.7, ls="--")
+    if x == "magnitude":
+        ax.axvline(1.0, color="grey", lw=0.7, ls="--")
     ax.set_xlabel(x.replace("_", " "))
     ax.set_ylabel(y.replace("_", " "))
+    return ax
+
+
+def gi_confusion(
+    confusion: pd.DataFrame, *, normalize: bool = True, ax: Axes | None = None, **kwargs: Any
+) -> Axes:
+    """Confusion matrix of GI classes (published in rows, predicted in columns), as a heatmap.
+
+    Parameters
+    ----------
+    confusion
+        Counts, e.g. ``pt.tl.gi_classifier_cv(...).confusion``.
+    normalize
+        Colour by the share of each published class (rows sum to 1); the cells show the counts.
+    ax
+        Axes to draw on.
+    **kwargs
+        Passed to :func:`seaborn.heatmap`.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes` drawn on.
+    """
+    import seaborn as sns
+
+    values = confusion.div(confusion.sum(axis=1).replace(0, 1), axis=0) if normalize else confusion
+    ax = _new_ax(ax, (5.5, 4.5))
+    sns.heatmap(values, annot=confusion.to_numpy(), fmt="d", cmap="Blues", vmin=0, ax=ax, **kwargs)
+    ax.set_ylabel(confusion.index.name or "published")
+    ax.set_xlabel(confusion.columns.name or "predicted")
     return ax
 
 

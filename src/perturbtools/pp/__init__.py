@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._de_table import labels_from_de_table
 from ._deg import deg_labels
 from ._embeddings import (
     add_gene_embedding,
@@ -24,6 +25,7 @@ __all__ = [
     "go_embedding",
     "go_matrix",
     "kfold_perturbations",
+    "labels_from_de_table",
     "parse_perturbation",
     "pca_embedding",
     "perturbation_embedding",

@@ -15,8 +15,19 @@ from ._baselines import (
     NonControlMean,
     RandomPerturbation,
 )
-from ._gi import GIClassifier, gi_accuracy, gi_intervals, gi_precision_at_k, gi_scores, gi_subtypes
+from ._gi import (
+    gi_accuracy,
+    gi_class_proba,
+    gi_intervals,
+    gi_precision_at_k,
+    gi_precision_sets,
+    gi_score_agreement,
+    gi_scores,
+    gi_subtypes,
+)
+from ._gi_classifier import GIClassifier, GIClassifierCV, gi_classifier_cv, gi_features, threshold_classes
 from ._gi_core import distance_correlation, gi_scores_core, theil_sen
+from ._label_models import FrequencyPrior, KNNLabels, LabelStacking, PriorSourceCombination, SourceRanking
 from ._protocols import CVResults, cross_validate, few_shot, learning_curve
 
 _LAZY = {
@@ -44,6 +55,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "SourceRanking",
+    "PriorSourceCombination",
+    "LabelStacking",
+    "KNNLabels",
+    "FrequencyPrior",
     "KNN",
     "Additive",
     "CVResults",
@@ -51,6 +67,7 @@ __all__ = [
     "CrisprInformedMean",
     "EmbeddingRidge",
     "GIClassifier",
+    "GIClassifierCV",
     "LabelledData",
     "Linear",
     "NonControlMean",
@@ -61,12 +78,18 @@ __all__ = [
     "distance_correlation",
     "few_shot",
     "gi_accuracy",
+    "gi_class_proba",
+    "gi_classifier_cv",
+    "gi_features",
     "gi_intervals",
     "gi_precision_at_k",
+    "gi_precision_sets",
+    "gi_score_agreement",
     "gi_scores",
     "gi_scores_core",
     "gi_subtypes",
     "learning_curve",
     "read_predictions",
     "theil_sen",
+    "threshold_classes",
 ]

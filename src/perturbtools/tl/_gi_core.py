@@ -11,8 +11,10 @@ _EPS = np.finfo(float).eps
 
 SCORES = ("c1", "c2", "magnitude", "model_fit", "similarity", "equality_of_contribution", "dominance")
 
-# (score, comparison, threshold, ranking direction for Precision@k: True = highest first)
-SUBTYPE_RULES: dict[str, tuple[str, str, float, bool]] = {
+# GEARS' Precision@10 evaluation sets (its figure code): (score, comparison, threshold, ranking direction for
+# Precision@k: True = highest first). These define the "true" set of each subtype for ranking; they overlap and are
+# not class labels (see GIClassifier for one class per double).
+PRECISION_SETS: dict[str, tuple[str, str, float, bool]] = {
     "synergy": ("magnitude", ">", 1.15, True),
     "suppressor": ("magnitude", "<", 1.0, False),
     "additive": ("additivity_gap", "<", 0.25, False),
@@ -20,6 +22,17 @@ SUBTYPE_RULES: dict[str, tuple[str, str, float, bool]] = {
     "neomorphic": ("model_fit", "<", 0.88, False),
     "epistasis": ("equality_of_contribution", "<", 0.28, False),
 }
+# An older GEARS evaluation's values (synergy > 1, additive <= 0.3, neomorphic < 0.85, redundant dcor > 0.8,
+# epistasis dominance > 0.25); suppressor keeps magnitude < 1.
+PRECISION_SETS_OLD: dict[str, tuple[str, str, float, bool]] = {
+    "synergy": ("magnitude", ">", 1.0, True),
+    "suppressor": ("magnitude", "<", 1.0, False),
+    "additive": ("additivity_gap", "<=", 0.3, False),
+    "redundant": ("similarity", ">", 0.8, True),
+    "neomorphic": ("model_fit", "<", 0.85, False),
+    "epistasis": ("dominance", ">", 0.25, True),
+}
+SUBTYPE_RULES = PRECISION_SETS  # old name, kept for one release
 
 
 def _spatial_median(points: np.ndarray, max_iter: int = 1000, tol: float = 1e-3) -> np.ndarray:

@@ -186,6 +186,7 @@ def _curve_rows(per: pd.DataFrame, pooled: pd.DataFrame, **keys: Any) -> dict[st
         row |= {
             f"pooled_{m}{suffix}": r[m]
             for m in ("roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc")
+            if m in r.index  # label-only data have no direction / FC metrics
         }
     return row
 
@@ -269,7 +270,8 @@ def few_shot(
     the target's perturbations (test set fixed) and each ``n`` in ``shots``, ``n`` target training perturbations are
     drawn (nested) and the model is (a) trained from scratch on them and (b) copied from the pretrained model and
     fine-tuned on them; ``n = 0`` is the zero-shot prediction of (b) and is undefined for (a). ``baselines`` are
-    trained from scratch on the same ``n`` (``n >= 1``) as reference lines. Shots larger than a fold's training set
+    trained from scratch on the same ``n`` as reference lines (``n >= 1``, and ``n = 0`` for baselines that need no
+    target training, such as :class:`~perturbtools.tl.SourceRanking`). Shots larger than a fold's training set
     are skipped. Both AnnData need the same genes and labels under ``labels_key``.
 
     Parameters
@@ -294,6 +296,8 @@ def few_shot(
     -------
     Tidy DataFrame, one row per (strategy, fold, n): strategy ``"scratch"``, ``"pretrained"`` or a baseline name,
     with mean per-perturbation metrics and pooled subtask metrics on the fold's target test perturbations.
+    ``.attrs["per_perturbation"]`` holds the metrics of every test perturbation (for paired tests between
+    strategies).
     """
     if list(source.var_names) != list(target.var_names):
         msg = (
@@ -313,7 +317,12 @@ def few_shot(
     folds = list(kfold_perturbations(data.perturbations, n_splits, rng=seed))
     base_specs = {name: _unpack(s) for name, s in (baselines or {}).items()}
     tasks = [(f, n) for f in range(len(folds)) for n in sorted(set(shots)) if n <= len(folds[f][0])]
-    rows = []
+    rows, per_rows = [], []
+
+    def record(per, pooled, strategy, fold, n):
+        rows.append(_curve_rows(per, pooled, strategy=strategy, fold=fold, n=n))
+        per_rows.append(per.reset_index().assign(strategy=strategy, fold=fold, n=n))
+
     for fold, n in _progress(tasks, show_progress_bar=show_progress_bar, desc="few-shot"):
         train_all, test = folds[fold]
         order = np.random.default_rng(seed + fold).permutation(len(train_all))
@@ -322,15 +331,18 @@ def few_shot(
         if n:
             tuned.fine_tune(train, rng=seed + fold, **finetune_kwargs)
         per, pooled, _ = _fit_evaluate(spec, target, data, train, test, labels_key=labels_key, seed=seed, model=tuned)
-        rows.append(_curve_rows(per, pooled, strategy="pretrained", fold=fold, n=n))
-        if n == 0:
-            continue
-        per, pooled, _ = _fit_evaluate(spec, target, data, train, test, labels_key=labels_key, seed=seed + fold)
-        rows.append(_curve_rows(per, pooled, strategy="scratch", fold=fold, n=n))
+        record(per, pooled, "pretrained", fold, n)
+        if n:
+            per, pooled, _ = _fit_evaluate(spec, target, data, train, test, labels_key=labels_key, seed=seed + fold)
+            record(per, pooled, "scratch", fold, n)
         for name, bspec in base_specs.items():
+            if n == 0 and getattr(bspec[0], "needs_training", True):
+                continue
             per, pooled, _ = _fit_evaluate(bspec, target, data, train, test, labels_key=labels_key, seed=seed + fold)
-            rows.append(_curve_rows(per, pooled, strategy=name, fold=fold, n=n))
-    return pd.DataFrame(rows)
+            record(per, pooled, name, fold, n)
+    out = pd.DataFrame(rows)
+    out.attrs["per_perturbation"] = _front(pd.concat(per_rows, ignore_index=True), ["strategy", "fold", "n"])
+    return out
 
 
 def _h5ad_safe(df: pd.DataFrame) -> pd.DataFrame:

@@ -45,10 +45,22 @@ class PerturbationModel(ABC):
     """
 
     _default_key: ClassVar[str] = "model"
+    #: whether the family learns from expression means (cells); label-only data then raise a clear error
+    _needs_expression: ClassVar[bool] = True
+    #: whether ``fit`` needs at least one training perturbation (``False`` for models that transfer from a source)
+    needs_training: ClassVar[bool] = True
 
     def __init__(self, adata: AnnData, *, labels_key: str = "deg", split_key: str = "split", **hparams: Any) -> None:
         self.adata = _as_anndata(adata)
         self.data_ = LabelledData.from_adata(self.adata, labels_key)
+        if self._needs_expression and self.data_.label_only:
+            msg = (
+                f"{type(self).__name__} learns from expression, but the labels under {labels_key!r} have no cells "
+                "(label-only data, e.g. from `pt.pp.labels_from_de_table`): there are no means to fit. Use a model "
+                "that learns from labels (`pt.tl.STAMP`, `FrequencyPrior`, `KNNLabels`, `SourceRanking`, "
+                "`PriorSourceCombination`, `LabelStacking`)."
+            )
+            raise ValueError(msg)
         self.data_keys_ = {"labels_key": labels_key, "split_key": split_key}
         self.init_params_ = hparams
         self.is_fitted_ = False
@@ -92,7 +104,7 @@ class PerturbationModel(ABC):
             else (self._split("train") or list(self.data_.perturbations))
         )
         self.data_.index(train)  # clear error for unlabelled perturbations
-        if not train:
+        if not train and self.needs_training:
             msg = "No training perturbations."
             raise ValueError(msg)
         self.train_perturbations_ = train

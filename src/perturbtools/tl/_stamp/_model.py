@@ -57,6 +57,7 @@ class STAMP(PerturbationModel):
     """
 
     _default_key: ClassVar[str] = "stamp"
+    _needs_expression: ClassVar[bool] = False  # learns from labels; heads 2-3 only where direction / FC exist
 
     def __init__(
         self,
@@ -125,8 +126,16 @@ class STAMP(PerturbationModel):
         return (
             self.data_.is_de[idx].astype(np.float32),
             (self.data_.direction[idx] > 0).astype(np.float32),
-            self.data_.fc[idx].astype(np.float32),
+            np.nan_to_num(self.data_.fc[idx], nan=1.0).astype(np.float32),  # unused where FC is undefined (weight 0)
         )
+
+    def _loss_weights(self) -> tuple[float, float, float]:
+        """The reference weights (0.1, 0.5, 0.4); a subtask without labels (label-only data) gets weight 0."""
+        sub = self.data_.subtasks
+        w = (0.1, 0.5 if sub["direction"] else 0.0, 0.4 if sub["fc"] else 0.0)
+        if w[1] == 0 and w[2] == 0:
+            logger.info("STAMP: direction and fold-change labels are undefined here; only head 1 (DE) is trained.")
+        return w
 
     # ------------------------------------------------------------------ training
     def _fit(
@@ -194,6 +203,8 @@ class STAMP(PerturbationModel):
             x_va = torch.from_numpy(self._embed(val)).to(device) if val else None
             y_va = [torch.from_numpy(a).to(device) for a in self._targets(val)] if val else None
             va_entries = y_va[0].nonzero(as_tuple=True) if val else None  # the validation DEGs, fixed across epochs
+            weights = self._loss_weights()
+            select_rest_by = "l3" if weights[2] > 0 else ("l2" if weights[1] > 0 else "l1")
             if float(y_tr[0].sum()) == 0:
                 logger.warning(
                     "STAMP: the %d training perturbations have no DEG; no step is taken (as in the reference).",
@@ -215,7 +226,7 @@ class STAMP(PerturbationModel):
                         continue
                     # heads 2 and 3 only at the batch's DEGs: the only entries their losses count
                     out = module(x_tr[b], entries=is_de.nonzero(as_tuple=True))
-                    losses = stamp_losses(out, is_de, y_tr[1][b], y_tr[2][b])
+                    losses = stamp_losses(out, is_de, y_tr[1][b], y_tr[2][b], weights=weights)
                     optimizer.zero_grad()
                     losses["total"].backward()
                     optimizer.step()
@@ -226,7 +237,7 @@ class STAMP(PerturbationModel):
                 if val:
                     module.eval()
                     with torch.no_grad():
-                        vl = stamp_losses(module(x_va, entries=va_entries), *y_va)
+                        vl = stamp_losses(module(x_va, entries=va_entries), *y_va, weights=weights)
                     row |= {f"val_{k}": float(vl[k]) for k in ("l1", "l2", "l3")}
                     improved = False
                     if row["val_l1"] < best["l1"]:
@@ -235,9 +246,9 @@ class STAMP(PerturbationModel):
                             copy.deepcopy(module.state_dict()),
                             True,
                         )
-                    if row["val_l3"] < best["l3"]:
+                    if row[f"val_{select_rest_by}"] < best["l3"]:
                         best["l3"], best_state["rest"], improved = (
-                            row["val_l3"],
+                            row[f"val_{select_rest_by}"],
                             copy.deepcopy(module.state_dict()),
                             True,
                         )

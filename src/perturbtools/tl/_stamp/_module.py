@@ -118,13 +118,17 @@ class STAMPModule(nn.Module):
 
 
 def stamp_losses(
-    out: dict[str, torch.Tensor], is_de: torch.Tensor, up: torch.Tensor, fc: torch.Tensor
+    out: dict[str, torch.Tensor],
+    is_de: torch.Tensor,
+    up: torch.Tensor,
+    fc: torch.Tensor,
+    weights: tuple[float, float, float] = (0.1, 0.5, 0.4),
 ) -> dict[str, torch.Tensor]:
     """The reference losses on one batch.
 
     L1: BCE over all entries, weight ``y * ((N - n_DE) / n_DE) / 4 + 1``. L2: BCE on true DEGs, up entries weighted
     ``N_DE / n_up`` and down entries ``N_DE / (N_DE - n_up)``, normalised by the weight sum. L3: MSE of the fold
-    change on true DEGs. Total ``0.1 L1 + 0.5 L2 + 0.4 L3``.
+    change on true DEGs. Total ``0.1 L1 + 0.5 L2 + 0.4 L3`` (``weights``).
 
     ``out["up_logit"]`` and ``out["log_fc"]`` are either ``(batch, n_genes)`` or flat over the DEG entries in
     row-major order (``STAMPModule(x, entries=is_de.nonzero(as_tuple=True))``).
@@ -145,4 +149,5 @@ def stamp_losses(
     w2 = up * (n_mask / n_up) + (1 - up) * (n_mask / n_down)
     l2 = F.binary_cross_entropy_with_logits(up_logit, up, weight=w2, reduction="sum") / w2.sum().clamp(min=1e-12)
     l3 = ((torch.exp(log_fc) - fc) ** 2).sum() / n_de
-    return {"l1": l1, "l2": l2, "l3": l3, "total": 0.1 * l1 + 0.5 * l2 + 0.4 * l3}
+    total = weights[0] * l1 + weights[1] * l2 + weights[2] * l3
+    return {"l1": l1, "l2": l2, "l3": l3, "total": total}
