@@ -69,6 +69,14 @@ class _Report:
     def text(self, text: str) -> None:
         self.sections.append(text + "\n")
 
+    def flush(self) -> None:
+        """Write what is done so far (report.md, metrics.csv, per_perturbation.csv): partial results survive a crash."""
+        (self.out / "report.md").write_text("\n".join(self.sections))
+        if self.summaries:
+            pd.concat(self.summaries, ignore_index=True).to_csv(self.out / "metrics.csv", index=False)
+        if self.per_perturbation:
+            pd.concat(self.per_perturbation, ignore_index=True).to_csv(self.out / "per_perturbation.csv", index=False)
+
 
 def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     df = df.copy()
@@ -99,8 +107,10 @@ def _embeddings(adata, cfg: BenchmarkConfig, go: pd.DataFrame, texts: pd.DataFra
 
 def _models(
     cfg: BenchmarkConfig, embeddings: dict[str, pd.DataFrame], *, counts: bool, perturbnet: bool
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Model specs whose inputs exist, and ``{model: reason}`` for the ones skipped (never queued to crash later)."""
     quiet = {"show_progress_bar": False}
+    skipped: dict[str, str] = {}
     models: dict[str, Any] = {
         "control_mean": tl.ControlMean,
         "noncontrol_mean": tl.NonControlMean,
@@ -108,32 +118,50 @@ def _models(
         "random_perturbation": tl.RandomPerturbation,
         "additive": tl.Additive,
         "linear": tl.Linear,
-        "linear_go": (tl.Linear, {"embedding": "emb_go"}),
-        "knn1_go": (tl.KNN, {"embedding": "emb_go", "k": 1}),
-        "knn5_go": (tl.KNN, {"embedding": "emb_go", "k": 5}),
     }
+    go = "go" in embeddings
+    if go:
+        models["linear_go"] = (tl.Linear, {"embedding": "emb_go"})
+        models["knn1_go"] = (tl.KNN, {"embedding": "emb_go", "k": 1})
+        models["knn5_go"] = (tl.KNN, {"embedding": "emb_go", "k": 5})
+    else:
+        for m in ("linear_go", "knn1_go", "knn5_go", "gp_go", "stamp_go", "perturbnet_go"):
+            skipped[m] = "the GO embedding is not available for these perturbations (see the coverage note)"
     try:
         import torch  # noqa: F401
     except ImportError:
-        logger.warning("torch not installed: STAMP, GP and PerturbNet are skipped")
-        return models
-    models["gp_go"] = (tl.GPModel, {"embedding": "emb_go"})
+        for m in ("gp_go", "stamp_go", "perturbnet_go", "gp_text", "gp_go_text"):
+            skipped[m] = "torch is not installed (`pip install 'perturbtools[all]'`)"
+        return _select(models, skipped, cfg)
+    if go:
+        models["gp_go"] = (tl.GPModel, {"embedding": "emb_go"})
     if "text" in embeddings:
         models["knn1_text"] = (tl.KNN, {"embedding": "emb_text", "k": 1})
         models["gp_text"] = (tl.GPModel, {"embedding": "emb_text"})
-        models["gp_go_text"] = (tl.GPModel, {"embedding": ["emb_go", "emb_text"]})
-    models["stamp_go"] = (
-        tl.STAMP,
-        {"embedding": "emb_go"},
-        {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, **quiet},
-    )
-    if perturbnet:
+        if go:
+            models["gp_go_text"] = (tl.GPModel, {"embedding": ["emb_go", "emb_text"]})
+    if go:
+        models["stamp_go"] = (tl.STAMP, {"embedding": "emb_go"}, {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, **quiet})
+    if perturbnet and go:
         fit = {"scvi_epochs": cfg.scvi_epochs, "max_epochs": cfg.perturbnet_epochs, "lr": cfg.perturbnet_lr, **quiet}
         init = {"representation": "embedding", "embedding": "emb_go", "n_blocks": 20}
         if not counts:
             init |= {"counts_layer": None, "pseudo_counts": True}
         models["perturbnet_go"] = (tl.PerturbNet, init, fit)
-    return models
+    elif go and not perturbnet:
+        skipped["perturbnet_go"] = cfg.extra.get("perturbnet_reason", "PerturbNet switched off (`--no-perturbnet`)")
+    return _select(models, skipped, cfg)
+
+
+def _select(models: dict[str, Any], skipped: dict[str, str], cfg: BenchmarkConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    wanted = cfg.extra.get("models")
+    if not wanted:
+        return models, skipped
+    unknown = [m for m in wanted if m not in models and m not in skipped]
+    if unknown:
+        msg = f"Unknown model names {unknown}; choose from {sorted(set(models) | set(skipped))}."
+        raise ValueError(msg)
+    return {m: v for m, v in models.items() if m in wanted}, {m: r for m, r in skipped.items() if m in wanted}
 
 
 def _covered(adata, embeddings: dict[str, pd.DataFrame]) -> list[str]:
@@ -159,7 +187,11 @@ def _benchmark_one(
     n_splits: int,
 ) -> dict[str, Any]:
     """Labels, CV of all models, calibration; returns what later steps need."""
-    pp.deg_labels(adata, modality_key="perturbation_type")
+    modality = cfg.extra.get("modality")
+    modality_key = cfg.extra.get("modality_key", "perturbation_type" if modality is None else None)
+    if modality_key is not None and modality_key not in adata.obs:
+        modality_key = None
+    pp.deg_labels(adata, modality_key=modality_key, modality=modality if modality_key is None else None)
     labelled = list(adata.uns["deg"]["perturbations"])
     kept = {}
     for key, emb in embeddings.items():
@@ -175,10 +207,16 @@ def _benchmark_one(
         pp.add_gene_embedding(adata, emb, key_added=f"emb_{key}")
     perts = _covered(adata, embeddings)
     dropped = sorted(set(adata.uns["deg"]["perturbations"]) - set(perts))
-    models = _models(cfg, embeddings, counts=counts, perturbnet=perturbnet)
+    models, skipped = _models(cfg, embeddings, counts=counts, perturbnet=perturbnet)
+    if skipped:
+        report.table(f"{name}: models skipped", pd.DataFrame({"reason": skipped}).rename_axis("model"))
     report.text(f"## {name}\n\n{adata.n_obs} cells x {adata.n_vars} genes, {len(adata.uns['deg']['perturbations'])} labelled perturbations "
                 f"({int((adata.varm['deg_is_de']).to_numpy().sum())} DEG entries). Scored on the {len(perts)} perturbations every embedding "
                 f"covers{f' (left out: {dropped})' if dropped else ''}; {n_splits}-fold CV over perturbations, control = the real control cells.")  # fmt: skip
+    from ._userfile import estimate_seconds
+
+    guess = estimate_seconds(adata.n_obs, adata.n_vars, len(perts), list(models), n_splits)
+    _say(f"[{name}] {n_splits}-fold CV of {len(models)} models on {len(perts)} perturbations: about {guess:.0f} s")
     start = time.perf_counter()
     res = tl.cross_validate(
         adata,
@@ -205,6 +243,46 @@ def _benchmark_one(
             f"{name}_stamp_vs_mean",
         )
     return {"res": res, "perts": perts, "models": models}
+
+
+def _say(message: str) -> None:
+    """A line on stderr for the person waiting (not with ``--quiet``)."""
+    if settings.progress_bar:
+        import sys
+
+        print(message, file=sys.stderr, flush=True)
+
+
+class _quiet_third_party:
+    """Silence scvi-tools / Lightning tips, "GPU available" lines and library warnings for the run, unless verbose.
+
+    Scoped to the run (restored afterwards); the package's own warnings still show.
+    """
+
+    _LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "scvi", "py.warnings")
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+
+    def __enter__(self):
+        self._warn = warnings.catch_warnings()
+        self._warn.__enter__()
+        self._levels = {}
+        if not self.verbose:
+            for mod in ("lightning", "pytorch_lightning", "scvi", "torch", "anndata", "scanpy", "sklearn"):
+                warnings.filterwarnings("ignore", module=rf"{mod}(\.|$)")
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            for name in self._LOGGERS:
+                lg = logging.getLogger(name)
+                self._levels[name] = lg.level
+                lg.setLevel(logging.ERROR)
+        return self
+
+    def __exit__(self, *exc):
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._warn.__exit__(*exc)
+        return False
 
 
 def _gi_classifier_section(report: _Report, cfg: BenchmarkConfig) -> tl.GIClassifier:
@@ -342,6 +420,142 @@ def _few_shot_section(
     return table
 
 
+REPLOGLE_SHOTS = (0, 5, 10, 20, 40, 80, 160)
+
+
+def replogle_transfer(
+    cfg: BenchmarkConfig, *, embeddings: dict[str, pd.DataFrame], report: _Report | None = None
+) -> dict[str, pd.DataFrame]:
+    """Few-shot K562 -> RPE1 and within-line CV on the Replogle 2022 DEG sets (label-only data, subtask 1 on up-genes).
+
+    Few-shot: STAMP pretrained on every K562 knockdown, fine-tuned on n RPE1 knockdowns (nested draws) vs trained
+    from scratch on them, against the label baselines (target frequency prior, copy of the K562 ranking, their
+    combination, learned stacking, kNN on GO), 5 knockdown-disjoint RPE1 folds. Per-knockdown AUROC / average
+    precision; paired Wilcoxon and t-tests of each strategy against the frequency prior at every n. CV: 5-fold over
+    knockdowns within each line, per embedding, on the knockdowns it covers. Nothing is tuned on the test folds:
+    every setting is the package default or fixed below.
+    """
+    k562, rpe1 = datasets.replogle2022_degsets()
+    go = embeddings["go"]
+    for a in (k562, rpe1):
+        for name, emb in embeddings.items():
+            pp.add_gene_embedding(a, emb, key_added=f"emb_{name}")
+    kds = list(rpe1.uns["deg"]["perturbations"])
+    coverage = pd.DataFrame(
+        {name: [np.mean([kd in emb.index for kd in kds]), sum(kd in emb.index for kd in kds)] for name, emb in embeddings.items()},
+        index=["share", "n"],
+    ).T.rename_axis("embedding")  # fmt: skip
+    covered = [kd for kd in kds if kd in go.index]
+    epochs = 5 if cfg.quick else 30
+    stamp_fit = {"max_epochs": epochs, "lr": cfg.stamp_lr, "show_progress_bar": False}
+    shots = (0, 5, 10) if cfg.quick else REPLOGLE_SHOTS
+    n_splits = 2 if cfg.quick else 5
+    baselines = {**label_baselines(k562), "knn_go": (tl.KNNLabels, {"embedding": "emb_go"})}
+    start = time.perf_counter()
+    curve = tl.few_shot(
+        k562, rpe1, (tl.STAMP, {"embedding": "emb_go"}, stamp_fit), shots=shots, baselines=baselines,
+        n_splits=n_splits, source_perturbations=covered, perturbations=covered, rng=cfg.seed, show_progress_bar=False,
+    )  # fmt: skip
+    per = curve.attrs["per_perturbation"]
+    few_seconds = time.perf_counter() - start
+    rows = []
+    for (strategy, n), g in per.groupby(["strategy", "n"]):
+        ref = per[(per["strategy"] == "frequency_prior") & (per["n"] == n)].set_index(["fold", "perturbation"])
+        row = {"strategy": strategy, "n": n, "n_knockdowns": len(g)}
+        for metric in ("roc_auc_de", "pr_auc_de"):
+            mean, low, high, _ = metrics.mean_ci(g[metric].to_numpy())
+            row |= {metric: mean, f"{metric}_ci_low": low, f"{metric}_ci_high": high}
+            if len(ref) and strategy != "frequency_prior":
+                cmp = metrics.compare(g.set_index(["fold", "perturbation"])[metric], ref[metric])
+                row |= {f"{metric}_diff_vs_prior": cmp["mean_difference"], f"{metric}_wilcoxon_p": cmp["wilcoxon_p"],
+                        f"{metric}_ttest_p": cmp["ttest_p"]}  # fmt: skip
+        rows.append(row)
+    table = pd.DataFrame(rows).sort_values(["strategy", "n"]).reset_index(drop=True)
+
+    cv_rows = []
+    cv_start = time.perf_counter()
+    for line, a in (("k562", k562), ("rpe1", rpe1)):
+        for emb_name, emb in embeddings.items():
+            perts = [kd for kd in kds if kd in emb.index]
+            models = {
+                "frequency_prior": tl.FrequencyPrior,
+                f"knn_{emb_name}": (tl.KNNLabels, {"embedding": f"emb_{emb_name}"}),
+            }
+            if emb_name == "go":
+                models["stamp_go"] = (tl.STAMP, {"embedding": "emb_go"}, stamp_fit)
+            res = tl.cross_validate(a, models, perturbations=perts, n_splits=n_splits, rng=cfg.seed, key_added=None,
+                                    show_progress_bar=False)  # fmt: skip
+            s = res.summary[res.summary["metric"].isin(["roc_auc_de", "pr_auc_de"])]
+            cv_rows.append(s.assign(line=line, embedding=emb_name, n_knockdowns=len(perts)))
+    cv = pd.concat(cv_rows, ignore_index=True)
+    cv = cv[["line", "embedding", "n_knockdowns", "model", "metric", "mean", "ci_low", "ci_high", "n"]]
+    cv_seconds = time.perf_counter() - cv_start
+    if report is not None:
+        _replogle_report(report, table, per, cv, coverage, few_seconds, cv_seconds, len(covered), n_splits)
+    return {"few_shot": table, "few_shot_per_knockdown": per, "cv": cv, "coverage": coverage.reset_index()}
+
+
+def label_baselines(source) -> dict[str, Any]:
+    """The label baselines of SPEC §12 (and the learned stacking of prior and source), as model specs."""
+    return {
+        "frequency_prior": tl.FrequencyPrior,
+        "copy_source": (tl.SourceRanking, {"source": source}),
+        "prior_source_combination": (tl.PriorSourceCombination, {"source": source}),
+        "label_stacking": (tl.LabelStacking, {"source": source}),
+    }
+
+
+def _replogle_report(report, table, per, cv, coverage, few_seconds, cv_seconds, n_covered, n_splits) -> None:
+    report.text(
+        "## Replogle 2022 K562 -> RPE1: learning which genes a knockdown up-regulates (label-only data)\n\n"
+        f"Published up-regulated DEG sets of the knockdowns measured in both lines (DESeq2; no cells): subtask 1 only, "
+        f"direction and fold change are undefined here. {n_covered} knockdowns covered by the GO embedding. "
+        f"Few-shot: STAMP (GO) pretrained on K562, fine-tuned on n RPE1 knockdowns vs from scratch, beside the label "
+        f"baselines; {n_splits} knockdown-disjoint RPE1 folds, every test knockdown scored once per n; mean [95% CI] "
+        "over knockdowns; paired Wilcoxon p of the difference to the RPE1 frequency prior at the same n "
+        f"({few_seconds:.0f} s)."
+    )
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    curve = per.rename(columns={"roc_auc_de": "auroc", "pr_auc_de": "average_precision"})
+    pl.few_shot(curve, metric="average_precision", ax=axes[0])  # mean and 95% CI over test knockdowns
+    pl.few_shot(curve, metric="auroc", ax=axes[1])
+    axes[1].get_legend().remove()
+    report.figure(fig, "few_shot_k562_to_rpe1")
+    show = table.assign(
+        auroc=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(table["roc_auc_de"], table["roc_auc_de_ci_low"], table["roc_auc_de_ci_high"], strict=True)],
+        ap=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(table["pr_auc_de"], table["pr_auc_de_ci_low"], table["pr_auc_de_ci_high"], strict=True)],
+    )  # fmt: skip
+    show["AP - prior"] = [f"{d:+.3f}" if np.isfinite(d) else "-" for d in show["pr_auc_de_diff_vs_prior"]]
+    show["Wilcoxon p"] = [f"{p:.2g}" if np.isfinite(p) else "-" for p in show["pr_auc_de_wilcoxon_p"]]
+    cols = ["strategy", "n", "n_knockdowns", "auroc", "ap", "AP - prior", "Wilcoxon p"]
+    report.table("Few-shot K562 -> RPE1: per-knockdown AUROC and average precision (AP)", show[cols].set_index("strategy"))
+    learned = table[
+        table["strategy"].isin(["pretrained", "scratch", "label_stacking", "knn_go"])
+        & (table["n"] <= 40)
+        & (table["pr_auc_de_diff_vs_prior"] > 0)
+        & (table["pr_auc_de_wilcoxon_p"] < 0.05)
+    ]
+    if len(learned):
+        best = learned.sort_values("n").iloc[0]
+        report.text(
+            f"Goal (a learned model beats the RPE1 frequency prior on AP with paired p < 0.05 at some n <= 40): met. "
+            f"Smallest n: {best['strategy']} at n = {int(best['n'])}, AP +{best['pr_auc_de_diff_vs_prior']:.3f} "
+            f"(Wilcoxon p = {best['pr_auc_de_wilcoxon_p']:.2g}). All such (strategy, n): "
+            + ", ".join(f"{r.strategy}@{int(r.n)}" for r in learned.itertuples()) + "."
+        )
+    else:
+        sub = table[table["strategy"].isin(["pretrained", "scratch", "label_stacking", "knn_go"]) & (table["n"] <= 40)]
+        best = sub.sort_values("pr_auc_de_diff_vs_prior").iloc[-1] if len(sub) else None
+        miss = "" if best is None else f" Closest: {best['strategy']} at n = {int(best['n'])}, AP difference {best['pr_auc_de_diff_vs_prior']:+.3f} (p = {best['pr_auc_de_wilcoxon_p']:.2g})."
+        report.text("Goal (a learned model beats the RPE1 frequency prior on AP with paired p < 0.05 at some n <= 40): not met." + miss)
+    report.table("Embedding coverage of the knockdown genes", coverage)
+    cv = cv.assign(cell=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(cv["mean"], cv["ci_low"], cv["ci_high"], strict=True)])
+    wide = cv.pivot_table(index=["line", "embedding", "model"], columns="metric", values="cell", aggfunc="first")
+    report.table(f"Replogle 2022: {n_splits}-fold CV over knockdowns within each line (unseen knockdowns; {cv_seconds:.0f} s)", wide.reset_index().set_index("line"))
+
+
 def run_benchmark(
     dataset: str = "auto",
     out: str | Path = "results",
@@ -356,7 +570,8 @@ def run_benchmark(
     ----------
     dataset
         ``"devel"`` (Norman 2019 K562 subset + three glioma lines), ``"papalexi"`` (THP-1 knockouts, counts),
-        ``"all"`` (both), ``"auto"`` (every dataset found locally, else the downloadable devel file), or a path to a
+        ``"replogle"`` (Replogle 2022 K562/RPE1 DEG sets: few-shot transfer on labels), ``"all"`` (all three),
+        ``"auto"`` (every dataset found locally, else the downloadable devel file), or a path to a
         labelled-ready h5ad with ``obs['perturbation']`` (and ``layers['counts']`` for PerturbNet).
     out
         Output folder.
@@ -368,10 +583,13 @@ def run_benchmark(
     The long metrics table written to ``metrics.csv``.
     """
     cfg = config or BenchmarkConfig()
-    out = Path(out)
+    with _quiet_third_party(cfg.extra.get("verbose", False)):
+        return _run(dataset, Path(out), cfg)
+
+
+def _run(dataset: str, out: Path, cfg: BenchmarkConfig) -> pd.DataFrame:
     report = _Report(out)
     started = time.perf_counter()
-    warnings.filterwarnings("ignore", category=FutureWarning)
     names = _resolve(dataset)
     go = pp.go_embedding(n_components=64, rng=cfg.seed)
     texts = None
@@ -386,6 +604,11 @@ def run_benchmark(
                 "Every number below was computed by this run.")  # fmt: skip
     clf = _gi_classifier_section(report, cfg) if "devel" in names else None
     for name in names:
+        if name == "replogle":
+            tables = replogle_transfer(cfg, embeddings=embeddings, report=report)
+            for key, frame in tables.items():
+                frame.to_csv(out / f"replogle2022_{key}.csv", index=False)
+            continue
         if name == "devel":
             k562 = datasets.perturbench_devel("k562")
             emb = embeddings
@@ -429,27 +652,31 @@ def run_benchmark(
             report.figure(pl.learning_curve(lc, metric="pearson_delta"), "papalexi2021_thp1_learning_curve")
             p.write_h5ad(out / "papalexi2021_thp1.h5ad")
         else:
-            import anndata as ad
-
-            a = ad.read_h5ad(name)
-            stem = Path(name).stem
-            _benchmark_one(
-                stem,
-                a,
-                cfg,
-                report,
-                {"go": go},
-                counts="counts" in a.layers,
-                perturbnet=cfg.perturbnet and "counts" in a.layers,
-                n_splits=cfg.n_splits,
-            )
-            a.write_h5ad(out / f"{stem}.h5ad")
-    summary = pd.concat(report.summaries, ignore_index=True)
-    summary.to_csv(out / "metrics.csv", index=False)
-    pd.concat(report.per_perturbation, ignore_index=True).to_csv(out / "per_perturbation.csv", index=False)
+            _user_screen(name, cfg, report, embeddings, out)
+        report.flush()
     report.text(f"\nTotal run time: {time.perf_counter() - started:.0f} s.")
-    (out / "report.md").write_text("\n".join(report.sections))
-    return summary
+    report.flush()
+    return pd.concat(report.summaries, ignore_index=True) if report.summaries else pd.DataFrame()
+
+
+def _user_screen(path: str, cfg: BenchmarkConfig, report: _Report, embeddings: dict[str, pd.DataFrame], out: Path) -> None:
+    """A user's h5ad: validated and standardised (`_userfile`), then benchmarked per condition."""
+    from ._userfile import UserFileOptions, prepare_screen
+
+    opts = cfg.extra.get("user_options") or UserFileOptions()
+    screen = prepare_screen(path, opts)
+    report.text(f"## {Path(path).name}\n\n" + "\n".join(f"- {n}" for n in screen.notes))
+    if screen.guides is not None:
+        report.table("Guides per target", screen.guides)
+    if screen.design is not None:
+        report.table(f"Design check: cells per batch of `obs[{opts.batch_key!r}]`", screen.design)
+    perturbnet = cfg.perturbnet and screen.counts
+    if cfg.perturbnet and not screen.counts:
+        cfg.extra["perturbnet_reason"] = "no raw counts (PerturbNet's scVI needs counts: `--counts-layer`)"
+    for stem, a in screen.datasets.items():
+        _benchmark_one(stem, a, cfg, report, embeddings, counts=screen.counts, perturbnet=perturbnet, n_splits=cfg.n_splits)
+        report.flush()
+        a.write_h5ad(out / f"{stem}.h5ad")
 
 
 def _perturbnet_distributions(adata, perts: list[str], cfg: BenchmarkConfig, report: _Report) -> None:
@@ -479,6 +706,9 @@ def _perturbnet_distributions(adata, perts: list[str], cfg: BenchmarkConfig, rep
 def _resolve(dataset: str) -> list[str]:
     local = {
         "devel": (settings.datasetdir / "perturbench_devel" / "devel.h5ad").exists(),
+        "replogle": (
+            settings.datasetdir / "replogle2022_k562_rpe1_degsets" / "replogle2022_k562_rpe1_dev351_up_signatures.json.gz"
+        ).exists(),
         "papalexi": (
             settings.datasetdir / "papalexi2021_sceptre_lowmoi" / "papalexi2021_thp1_lowmoi_299genes.h5ad"
         ).exists(),
@@ -487,8 +717,8 @@ def _resolve(dataset: str) -> list[str]:
         found = [k for k, v in local.items() if v]
         return found or ["devel"]  # devel is downloadable
     if dataset == "all":
-        return ["devel", "papalexi"]
-    if dataset in ("devel", "papalexi") or Path(dataset).exists():
+        return ["devel", "papalexi", "replogle"]
+    if dataset in ("devel", "papalexi", "replogle") or Path(dataset).exists():
         return [dataset]
-    msg = f"Unknown dataset {dataset!r}: use 'auto', 'all', 'devel', 'papalexi' or a path to an h5ad file."
+    msg = f"Unknown dataset {dataset!r}: use 'auto', 'all', 'devel', 'papalexi', 'replogle' or a path to an h5ad file."
     raise ValueError(msg)

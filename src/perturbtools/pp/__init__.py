@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._de_table import labels_from_de_table
+from ._design import check_design, collapse_guides, guide_targets, looks_guide_level, looks_like_counts
 from ._deg import deg_labels
 from ._embeddings import (
     add_gene_embedding,
@@ -17,6 +18,11 @@ from ._pseudobulk import pseudobulk
 from ._split import kfold_perturbations, split_perturbations, unseen_labels
 
 __all__ = [
+    "check_design",
+    "collapse_guides",
+    "guide_targets",
+    "looks_guide_level",
+    "looks_like_counts",
     "add_gene_embedding",
     "canonical_label",
     "deg_labels",

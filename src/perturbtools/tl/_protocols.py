@@ -261,6 +261,7 @@ def few_shot(
     n_splits: int = 5,
     finetune_kwargs: Mapping[str, Any] | None = None,
     source_perturbations: Sequence[str] | None = None,
+    perturbations: Sequence[str] | None = None,
     rng: int | np.random.Generator | None = 0,
     show_progress_bar: bool | None = None,
 ) -> pd.DataFrame:
@@ -291,6 +292,8 @@ def few_shot(
         Training arguments for fine-tuning (default: the model's ``fit_kwargs``).
     source_perturbations
         Perturbations of ``source`` to pretrain on (default: all labelled ones).
+    perturbations
+        Perturbations of ``target`` to split into folds (default: all labelled ones).
 
     Returns
     -------
@@ -314,7 +317,7 @@ def few_shot(
     seed = int(rng.integers(2**31))
     pretrained = cls(source, labels_key=labels_key, **init_kwargs).fit(source_perturbations, rng=seed, **fit_kwargs)
     data = LabelledData.from_adata(target, labels_key)
-    folds = list(kfold_perturbations(data.perturbations, n_splits, rng=seed))
+    folds = list(kfold_perturbations(list(perturbations or data.perturbations), n_splits, rng=seed))
     base_specs = {name: _unpack(s) for name, s in (baselines or {}).items()}
     tasks = [(f, n) for f in range(len(folds)) for n in sorted(set(shots)) if n <= len(folds[f][0])]
     rows, per_rows = [], []
