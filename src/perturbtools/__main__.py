@@ -8,13 +8,19 @@ import sys
 
 def _file_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("a user's h5ad (--dataset path/to/file.h5ad)")
-    g.add_argument("--perturbation-key", default="perturbation", help="obs column of perturbation labels (default: perturbation)")
+    g.add_argument(
+        "--perturbation-key", default="perturbation", help="obs column of perturbation labels (default: perturbation)"
+    )
     g.add_argument("--control", default="control", help="control label in that column (default: control)")
     g.add_argument("--delimiter", default="+", help="separator of combination labels (default: +)")
     g.add_argument("--modality", default=None, help="crispri | crispra | knockout for every perturbation")
     g.add_argument("--modality-key", default=None, help="obs column with the modality per cell")
-    g.add_argument("--collapse-guides", action="store_true", help="labels are guides (ZAP70_1, ZAP70_2): benchmark targets")
-    g.add_argument("--condition-key", default=None, help="obs column of conditions: benchmarked per condition vs its controls")
+    g.add_argument(
+        "--collapse-guides", action="store_true", help="labels are guides (ZAP70_1, ZAP70_2): benchmark targets"
+    )
+    g.add_argument(
+        "--condition-key", default=None, help="obs column of conditions: benchmarked per condition vs its controls"
+    )
     g.add_argument("--batch-key", default=None, help="obs column of wells/lanes/batches for the design check")
     g.add_argument("--counts-layer", default=None, help="layer with raw counts (X with counts is detected)")
 
@@ -67,17 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("dataset", help="path/to/data.h5ad")
     for p in (bench, check):
         if p is bench:
-            p.add_argument("--dataset", default="auto", help="auto | all | devel | papalexi | replogle | path/to/data.h5ad")
+            p.add_argument(
+                "--dataset", default="auto", help="auto | all | devel | papalexi | replogle | path/to/data.h5ad"
+            )
             p.add_argument("--out", default="results", help="output folder (default: results)")
-        p.add_argument("--data-dir", default=None, help="data folder (default: $PERTURBTOOLS_DATA_DIR or ~/.cache/perturbtools)")
+        p.add_argument(
+            "--data-dir", default=None, help="data folder (default: $PERTURBTOOLS_DATA_DIR or ~/.cache/perturbtools)"
+        )
         p.add_argument("--n-splits", type=int, default=5)
         p.add_argument("--quick", action="store_true", help="tiny training budgets (smoke test)")
-        p.add_argument("--models", default=None, help="comma-separated model names to run (default: all whose inputs exist)")
+        p.add_argument(
+            "--models", default=None, help="comma-separated model names to run (default: all whose inputs exist)"
+        )
         p.add_argument("--no-perturbnet", action="store_true", help="skip PerturbNet (the slowest model)")
         p.add_argument("--no-text", action="store_true", help="skip the text (gene-summary) embedding")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--quiet", action="store_true", help="no progress bars or time estimates")
-        p.add_argument("--verbose", action="store_true", help="show third-party logs and warnings (scvi-tools, Lightning)")
+        p.add_argument(
+            "--verbose", action="store_true", help="show third-party logs and warnings (scvi-tools, Lightning)"
+        )
         _file_options(p)
     args = parser.parse_args(argv)
 
@@ -119,15 +133,28 @@ def _check(path: str, config) -> int:
         go = None
     for name, a in screen.datasets.items():
         perts = [p for p in a.obs["perturbation"].astype(str).unique() if p != "control"]
-        share = 0.0 if go is None else sum(all(g in go.index for g in pp.parse_perturbation(p)) for p in perts) / max(len(perts), 1)
+        share = (
+            0.0
+            if go is None
+            else sum(all(g in go.index for g in pp.parse_perturbation(p)) for p in perts) / max(len(perts), 1)
+        )
         embeddings = {"go": go} if go is not None and share >= 0.8 else {}
         if go is not None and share < 0.8:
-            screen.notes.append(f"{name}: the GO embedding covers {share:.0%} of the perturbations (< 80%): GO models are skipped.")
+            screen.notes.append(
+                f"{name}: the GO embedding covers {share:.0%} of the perturbations (< 80%): GO models are skipped."
+            )
         counts = screen.counts
         models, skipped = _models(config, embeddings, counts=counts, perturbnet=config.perturbnet and counts)
         if config.perturbnet and not counts:
             skipped["perturbnet_go"] = "no raw counts (`--counts-layer`)"
-        print(plan(type(screen)({name: a}, screen.counts, [], screen.guides, screen.design), models=models, skipped=skipped, n_splits=config.n_splits))
+        print(
+            plan(
+                type(screen)({name: a}, screen.counts, [], screen.guides, screen.design),
+                models=models,
+                skipped=skipped,
+                n_splits=config.n_splits,
+            )
+        )
     for note in screen.notes:
         print(f"note: {note}")
     return 0

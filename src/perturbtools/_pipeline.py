@@ -141,7 +141,11 @@ def _models(
         if go:
             models["gp_go_text"] = (tl.GPModel, {"embedding": ["emb_go", "emb_text"]})
     if go:
-        models["stamp_go"] = (tl.STAMP, {"embedding": "emb_go"}, {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, **quiet})
+        models["stamp_go"] = (
+            tl.STAMP,
+            {"embedding": "emb_go"},
+            {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, **quiet},
+        )
     if perturbnet and go:
         fit = {"scvi_epochs": cfg.scvi_epochs, "max_epochs": cfg.perturbnet_epochs, "lr": cfg.perturbnet_lr, **quiet}
         init = {"representation": "embedding", "embedding": "emb_go", "n_blocks": 20}
@@ -153,7 +157,9 @@ def _models(
     return _select(models, skipped, cfg)
 
 
-def _select(models: dict[str, Any], skipped: dict[str, str], cfg: BenchmarkConfig) -> tuple[dict[str, Any], dict[str, str]]:
+def _select(
+    models: dict[str, Any], skipped: dict[str, str], cfg: BenchmarkConfig
+) -> tuple[dict[str, Any], dict[str, str]]:
     wanted = cfg.extra.get("models")
     if not wanted:
         return models, skipped
@@ -291,7 +297,9 @@ def _gi_classifier_section(report: _Report, cfg: BenchmarkConfig) -> tl.GIClassi
     try:
         ref = datasets.norman2019_gi_reference()
     except (FileNotFoundError, OSError) as err:
-        report.text(f"GI classifier: the published reference is not available here ({err}); the shipped classifier is used.")
+        report.text(
+            f"GI classifier: the published reference is not available here ({err}); the shipped classifier is used."
+        )
         return clf
     labels = ref.labels.loc[[d for d in ref.labels.index if d in ref.scores.index]]
     cv = tl.gi_classifier_cv(ref.scores, labels, n_repeats=3 if cfg.quick else 10, rng=cfg.seed)
@@ -337,13 +345,21 @@ def _gi_section(name: str, adata, models: dict[str, Any], report: _Report, clf: 
             continue
         calls[model] = clf.predict(predicted_scores[model]).reindex(observed.index)
     report.table(
-        f"{name}: GI scores from observed expression", observed.drop(columns=["gene_a", "gene_b"]).astype({"n_genes": str})
+        f"{name}: GI scores from observed expression",
+        observed.drop(columns=["gene_a", "gene_b"]).astype({"n_genes": str}),
     )
     table = pd.DataFrame(calls).fillna("-")
-    report.table(f"{name}: one GI class per double: published, from observed scores, from each model's out-of-fold predictions", table)
+    report.table(
+        f"{name}: one GI class per double: published, from observed scores, from each model's out-of-fold predictions",
+        table,
+    )
     labelled = [d for d in observed.index if d in published.index]
     if labelled:
-        hits = {c: int((table.loc[labelled, c] == table.loc[labelled, "published"]).sum()) for c in table.columns if c != "published"}
+        hits = {
+            c: int((table.loc[labelled, c] == table.loc[labelled, "published"]).sum())
+            for c in table.columns
+            if c != "published"
+        }
         report.text(f"Doubles with a published class: {len(labelled)} ({', '.join(labelled)}). Calls equal to it: "
                     + ", ".join(f"{c} {n}/{len(labelled)}" for c, n in hits.items()) + ".")  # fmt: skip
     report.figure(pl.gi_scores(observed, classes=calls["observed"]), f"{name}_gi_observed")
@@ -384,7 +400,9 @@ def _gi_section(name: str, adata, models: dict[str, Any], report: _Report, clf: 
             )
             .pivot(index="perturbation", columns="score", values="interval")
         )
-        proba = tl.gi_class_proba(gp, doubles, classifier=clf, n_samples=60, max_subpopulation=20_000, show_progress_bar=False)
+        proba = tl.gi_class_proba(
+            gp, doubles, classifier=clf, n_samples=60, max_subpopulation=20_000, show_progress_bar=False
+        )
         wide = wide.join(proba[["call"]].rename(columns={"call": "class (GP posterior)"}))
         wide["P(class)"] = proba[clf.classes_].max(axis=1)
         report.table(
@@ -480,6 +498,7 @@ def replogle_transfer(
             models = {
                 "frequency_prior": tl.FrequencyPrior,
                 f"knn_{emb_name}": (tl.KNNLabels, {"embedding": f"emb_{emb_name}"}),
+                f"logistic_{emb_name}": (tl.EmbeddingLogistic, {"embedding": f"emb_{emb_name}"}),
             }
             if emb_name == "go":
                 models["stamp_go"] = (tl.STAMP, {"embedding": "emb_go"}, stamp_fit)
@@ -530,7 +549,9 @@ def _replogle_report(report, table, per, cv, coverage, few_seconds, cv_seconds, 
     show["AP - prior"] = [f"{d:+.3f}" if np.isfinite(d) else "-" for d in show["pr_auc_de_diff_vs_prior"]]
     show["Wilcoxon p"] = [f"{p:.2g}" if np.isfinite(p) else "-" for p in show["pr_auc_de_wilcoxon_p"]]
     cols = ["strategy", "n", "n_knockdowns", "auroc", "ap", "AP - prior", "Wilcoxon p"]
-    report.table("Few-shot K562 -> RPE1: per-knockdown AUROC and average precision (AP)", show[cols].set_index("strategy"))
+    report.table(
+        "Few-shot K562 -> RPE1: per-knockdown AUROC and average precision (AP)", show[cols].set_index("strategy")
+    )
     learned = table[
         table["strategy"].isin(["pretrained", "scratch", "label_stacking", "knn_go"])
         & (table["n"] <= 40)
@@ -543,17 +564,32 @@ def _replogle_report(report, table, per, cv, coverage, few_seconds, cv_seconds, 
             f"Goal (a learned model beats the RPE1 frequency prior on AP with paired p < 0.05 at some n <= 40): met. "
             f"Smallest n: {best['strategy']} at n = {int(best['n'])}, AP +{best['pr_auc_de_diff_vs_prior']:.3f} "
             f"(Wilcoxon p = {best['pr_auc_de_wilcoxon_p']:.2g}). All such (strategy, n): "
-            + ", ".join(f"{r.strategy}@{int(r.n)}" for r in learned.itertuples()) + "."
+            + ", ".join(f"{r.strategy}@{int(r.n)}" for r in learned.itertuples())
+            + "."
         )
     else:
         sub = table[table["strategy"].isin(["pretrained", "scratch", "label_stacking", "knn_go"]) & (table["n"] <= 40)]
         best = sub.sort_values("pr_auc_de_diff_vs_prior").iloc[-1] if len(sub) else None
-        miss = "" if best is None else f" Closest: {best['strategy']} at n = {int(best['n'])}, AP difference {best['pr_auc_de_diff_vs_prior']:+.3f} (p = {best['pr_auc_de_wilcoxon_p']:.2g})."
-        report.text("Goal (a learned model beats the RPE1 frequency prior on AP with paired p < 0.05 at some n <= 40): not met." + miss)
+        miss = (
+            ""
+            if best is None
+            else f" Closest: {best['strategy']} at n = {int(best['n'])}, AP difference {best['pr_auc_de_diff_vs_prior']:+.3f} (p = {best['pr_auc_de_wilcoxon_p']:.2g})."
+        )
+        report.text(
+            "Goal (a learned model beats the RPE1 frequency prior on AP with paired p < 0.05 at some n <= 40): not met."
+            + miss
+        )
     report.table("Embedding coverage of the knockdown genes", coverage)
-    cv = cv.assign(cell=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(cv["mean"], cv["ci_low"], cv["ci_high"], strict=True)])
+    cv = cv.assign(
+        cell=[
+            f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(cv["mean"], cv["ci_low"], cv["ci_high"], strict=True)
+        ]
+    )
     wide = cv.pivot_table(index=["line", "embedding", "model"], columns="metric", values="cell", aggfunc="first")
-    report.table(f"Replogle 2022: {n_splits}-fold CV over knockdowns within each line (unseen knockdowns; {cv_seconds:.0f} s)", wide.reset_index().set_index("line"))
+    report.table(
+        f"Replogle 2022: {n_splits}-fold CV over knockdowns within each line (unseen knockdowns; {cv_seconds:.0f} s)",
+        wide.reset_index().set_index("line"),
+    )
 
 
 def run_benchmark(
@@ -659,7 +695,9 @@ def _run(dataset: str, out: Path, cfg: BenchmarkConfig) -> pd.DataFrame:
     return pd.concat(report.summaries, ignore_index=True) if report.summaries else pd.DataFrame()
 
 
-def _user_screen(path: str, cfg: BenchmarkConfig, report: _Report, embeddings: dict[str, pd.DataFrame], out: Path) -> None:
+def _user_screen(
+    path: str, cfg: BenchmarkConfig, report: _Report, embeddings: dict[str, pd.DataFrame], out: Path
+) -> None:
     """A user's h5ad: validated and standardised (`_userfile`), then benchmarked per condition."""
     from ._userfile import UserFileOptions, prepare_screen
 
@@ -674,7 +712,9 @@ def _user_screen(path: str, cfg: BenchmarkConfig, report: _Report, embeddings: d
     if cfg.perturbnet and not screen.counts:
         cfg.extra["perturbnet_reason"] = "no raw counts (PerturbNet's scVI needs counts: `--counts-layer`)"
     for stem, a in screen.datasets.items():
-        _benchmark_one(stem, a, cfg, report, embeddings, counts=screen.counts, perturbnet=perturbnet, n_splits=cfg.n_splits)
+        _benchmark_one(
+            stem, a, cfg, report, embeddings, counts=screen.counts, perturbnet=perturbnet, n_splits=cfg.n_splits
+        )
         report.flush()
         a.write_h5ad(out / f"{stem}.h5ad")
 
@@ -707,7 +747,9 @@ def _resolve(dataset: str) -> list[str]:
     local = {
         "devel": (settings.datasetdir / "perturbench_devel" / "devel.h5ad").exists(),
         "replogle": (
-            settings.datasetdir / "replogle2022_k562_rpe1_degsets" / "replogle2022_k562_rpe1_dev351_up_signatures.json.gz"
+            settings.datasetdir
+            / "replogle2022_k562_rpe1_degsets"
+            / "replogle2022_k562_rpe1_dev351_up_signatures.json.gz"
         ).exists(),
         "papalexi": (
             settings.datasetdir / "papalexi2021_sceptre_lowmoi" / "papalexi2021_thp1_lowmoi_299genes.h5ad"

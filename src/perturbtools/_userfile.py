@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from . import pp
@@ -75,7 +74,11 @@ def prepare_screen(path: str | Path, opts: UserFileOptions, *, backed: bool = Fa
             f"`obs[{opts.perturbation_key!r}]` not found in {path.name}. Pass `--perturbation-key` with the column of "
             f"perturbation labels; text columns here: {candidates[:15]}."
         )
-    for key, flag in ((opts.modality_key, "--modality-key"), (opts.condition_key, "--condition-key"), (opts.batch_key, "--batch-key")):
+    for key, flag in (
+        (opts.modality_key, "--modality-key"),
+        (opts.condition_key, "--condition-key"),
+        (opts.batch_key, "--batch-key"),
+    ):
         if key is not None and key not in obs:
             _fail(f"`obs[{key!r}]` ({flag}) not found in {path.name}; columns: {list(obs.columns)[:20]}.")
     labels = obs[opts.perturbation_key]
@@ -92,7 +95,9 @@ def prepare_screen(path: str | Path, opts: UserFileOptions, *, backed: bool = Fa
     if opts.control not in set(labels):
         common = labels.value_counts().index[:8].tolist()
         what = "targets of" if opts.collapse_guides else ""
-        _fail(f"Control label {opts.control!r} not among the {what} labels of `obs[{opts.perturbation_key!r}]`; pass `--control`. Most common: {common}.")
+        _fail(
+            f"Control label {opts.control!r} not among the {what} labels of `obs[{opts.perturbation_key!r}]`; pass `--control`. Most common: {common}."
+        )
     if backed:
         return PreparedScreen({}, False, notes)
     adata = adata.to_memory() if getattr(adata, "isbacked", False) else adata
@@ -120,7 +125,9 @@ def prepare_screen(path: str | Path, opts: UserFileOptions, *, backed: bool = Fa
 
         _log_normalise(adata)  # counts -> layers['counts'], X = log1p(CP10k)
         counts = True
-        notes.append(f"`X` holds raw counts ({why}): log-normalised (log1p CP10k) for labels and models; counts kept for PerturbNet.")
+        notes.append(
+            f"`X` holds raw counts ({why}): log-normalised (log1p CP10k) for labels and models; counts kept for PerturbNet."
+        )
     pp.standardize_perturbations(adata, source_key, control=opts.control, delimiter=opts.delimiter)
     design = None
     if opts.batch_key is not None:

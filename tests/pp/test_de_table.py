@@ -23,14 +23,16 @@ def test_scanpy_export_roundtrip(adata):
         rows = df[df["group"] == p].set_index("names")
         np.testing.assert_array_equal(lab.varm["deg_is_de"].loc[rows.index, p], rows["pvals_adj"] <= 0.01)
         de = rows["pvals_adj"] <= 0.01
-        np.testing.assert_array_equal(lab.varm["deg_direction"].loc[rows.index[de], p], np.sign(rows["logfoldchanges"][de]).astype(int))
+        np.testing.assert_array_equal(
+            lab.varm["deg_direction"].loc[rows.index[de], p], np.sign(rows["logfoldchanges"][de]).astype(int)
+        )
         np.testing.assert_allclose(lab.varm["deg_fc"].loc[rows.index, p], 2.0 ** rows["logfoldchanges"], rtol=1e-5)
         # top-20: the 20 genes with the largest |t| (scanpy's scores)
         top20 = set(rows["scores"].abs().sort_values(ascending=False).index[:20])
         assert set(lab.varm["deg_top20"].index[lab.varm["deg_top20"][p]]) == top20
     # the same DE calls as the package's own t-test labels (both are scanpy's Welch t-test + BH)
     pt.pp.deg_labels(a)
-    common = [p for p in a.uns["deg"]["perturbations"]]
+    common = list(a.uns["deg"]["perturbations"])
     pd.testing.assert_frame_equal(
         lab.varm["deg_is_de"].loc[a.var_names, common], a.varm["deg_is_de"][common], check_names=False
     )

@@ -68,7 +68,10 @@ def test_constructed_doubles_are_called(kind):
 def test_precision_at_k_against_hand_ranking():
     rng = np.random.default_rng(3)
     kinds = ["additive", "synergy", "suppressor", "epistasis", "redundant", "neomorphic"] * 4
-    rows = {f"{k}{i}": pt.tl.gi_scores_core(*_constructed(k, rng, n=150), max_subpopulation=3000) for i, k in enumerate(kinds)}
+    rows = {
+        f"{k}{i}": pt.tl.gi_scores_core(*_constructed(k, rng, n=150), max_subpopulation=3000)
+        for i, k in enumerate(kinds)
+    }
     observed = pd.DataFrame.from_dict(rows, orient="index")
     prec = pt.tl.gi_precision_at_k(observed, observed, k=10)
     members = pt.tl.gi_precision_sets(observed).sum()
@@ -77,7 +80,9 @@ def test_precision_at_k_against_hand_ranking():
     # hand computation for synergy with shuffled predictions: top-10 by predicted magnitude, share with magnitude > 1.15
     shuffled = observed.sample(frac=1, random_state=0).set_axis(observed.index)
     top = shuffled["magnitude"].sort_values(ascending=False).index[:10]
-    assert pt.tl.gi_precision_at_k(shuffled, observed, k=10)["synergy"] == pytest.approx((observed.loc[top, "magnitude"] > 1.15).mean())
+    assert pt.tl.gi_precision_at_k(shuffled, observed, k=10)["synergy"] == pytest.approx(
+        (observed.loc[top, "magnitude"] > 1.15).mean()
+    )
     capped = pt.tl.gi_precision_at_k(observed.iloc[:4], observed.iloc[:4], k=10)
     assert capped.attrs == {"k_requested": 10, "k_used": 4, "n_doubles": 4} and capped.name == "precision@4"
 
@@ -204,7 +209,11 @@ def test_gi_scores_control_z_divides_by_control_sd():
     keep = (a.var["deg_control_mean"].to_numpy() > 0) & ~a.var_names.isin([ga, gb]) & (sd > 0)
     z = {p: ((X[pert == p].mean(axis=0) - ctrl) / np.where(sd > 0, sd, 1))[keep] for p in (ga, gb, double)}
     ref = pt.tl.gi_scores_core(z[ga], z[gb], z[double])
-    np.testing.assert_allclose(out.loc[double, ["c1", "c2", "similarity"]].to_numpy(float), [ref["c1"], ref["c2"], ref["similarity"]], rtol=1e-3)  # means stored as float32
+    np.testing.assert_allclose(
+        out.loc[double, ["c1", "c2", "similarity"]].to_numpy(float),
+        [ref["c1"], ref["c2"], ref["similarity"]],
+        rtol=1e-3,
+    )  # means stored as float32
     with pytest.raises(ValueError, match="log_delta"):
         pt.tl.gi_scores(a, expression="zscore", show_progress_bar=False)
 

@@ -45,7 +45,9 @@ def test_features_are_order_free():
 def test_logistic_equals_sklearn_on_zscores():
     scores, labels = _scores(sep=0.5)
     clf = pt.tl.GIClassifier("logistic").fit(scores, labels)
-    ref = LogisticRegression(C=1.0, class_weight="balanced", max_iter=10_000).fit(_z(scores, scores), labels.loc[scores.index])
+    ref = LogisticRegression(C=1.0, class_weight="balanced", max_iter=10_000).fit(
+        _z(scores, scores), labels.loc[scores.index]
+    )
     test, _ = _scores(rng=1, sep=0.5)
     np.testing.assert_allclose(clf.predict_proba(test).to_numpy(), ref.predict_proba(_z(test, scores)), atol=1e-6)
     assert list(clf.predict(test)) == list(ref.predict(_z(test, scores)))
@@ -54,7 +56,9 @@ def test_logistic_equals_sklearn_on_zscores():
 def test_tree_equals_sklearn_and_json_roundtrip(tmp_path):
     scores, labels = _scores(sep=0.5)
     clf = pt.tl.GIClassifier("tree", min_samples_leaf=2, min_samples_split=2, class_weight=None).fit(scores, labels)
-    ref = DecisionTreeClassifier(max_depth=6, min_samples_leaf=2, min_samples_split=2, random_state=0).fit(_z(scores, scores), labels.loc[scores.index])
+    ref = DecisionTreeClassifier(max_depth=6, min_samples_leaf=2, min_samples_split=2, random_state=0).fit(
+        _z(scores, scores), labels.loc[scores.index]
+    )
     test, _ = _scores(rng=2, sep=0.5)
     np.testing.assert_allclose(clf.predict_proba(test).to_numpy(), ref.predict_proba(_z(test, scores)))
     clf.save(tmp_path / "gi.json")
@@ -103,11 +107,15 @@ def test_cv_is_disjoint_and_baselines_by_hand():
     # strict majority of its training folds; accuracy of the majority baseline is computed by hand from the calls
     maj = pred[pred.method == "majority_class"]
     acc = cv.summary.set_index(["method", "metric"]).loc[("majority_class", "accuracy"), "mean"]
-    assert acc == pytest.approx(maj.groupby("repeat").apply(lambda g: (g.true == g.predicted).mean(), include_groups=False).mean())
+    assert acc == pytest.approx(
+        maj.groupby("repeat").apply(lambda g: (g.true == g.predicted).mean(), include_groups=False).mean()
+    )
     assert cv.summary.set_index(["method", "metric"]).loc[("logistic", "accuracy"), "mean"] == pytest.approx(1.0)
     assert int(cv.confusion.to_numpy().sum()) == 2 * 30 and (np.diag(cv.confusion) == 20).all()
     thr = pred[pred.method == "six_thresholds"].drop_duplicates("double").set_index("double")["predicted"]
-    pd.testing.assert_series_equal(thr.sort_index(), pt.tl.threshold_classes(scores).loc[thr.index].sort_index(), check_names=False)
+    pd.testing.assert_series_equal(
+        thr.sort_index(), pt.tl.threshold_classes(scores).loc[thr.index].sort_index(), check_names=False
+    )
 
 
 def test_default_classifier_is_shipped_as_json():
@@ -145,7 +153,9 @@ def test_class_proba_from_gp_posterior():
     doubles = [p for p in perts if "+" in p][:2]
     m = pt.tl.GPModel(a, n_components=6).fit([p for p in perts if p not in doubles])
     clf = pt.tl.GIClassifier.default()
-    proba = pt.tl.gi_class_proba(m, doubles, classifier=clf, n_samples=10, max_subpopulation=2000, show_progress_bar=False)
+    proba = pt.tl.gi_class_proba(
+        m, doubles, classifier=clf, n_samples=10, max_subpopulation=2000, show_progress_bar=False
+    )
     assert list(proba.index) == doubles
     np.testing.assert_allclose(proba[clf.classes_].sum(axis=1), 1.0)
     # shares are counts of sampled calls / n: multiples of 1/10
@@ -154,7 +164,9 @@ def test_class_proba_from_gp_posterior():
 
 
 def test_confusion_plot_shows_counts():
-    conf = pd.DataFrame([[3, 1], [0, 4]], index=pd.Index(["a", "b"], name="published"), columns=pd.Index(["a", "b"], name="predicted"))
+    conf = pd.DataFrame(
+        [[3, 1], [0, 4]], index=pd.Index(["a", "b"], name="published"), columns=pd.Index(["a", "b"], name="predicted")
+    )
     ax = pt.pl.gi_confusion(conf)
     assert sorted(t.get_text() for t in ax.texts) == ["0", "1", "3", "4"]
     assert ax.get_ylabel() == "published"

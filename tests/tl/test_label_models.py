@@ -127,3 +127,18 @@ def test_few_shot_on_labels_runs_source_baseline_at_zero_shots():
     per = out.attrs["per_perturbation"]
     # every target perturbation is tested once per (strategy, n)
     assert per.groupby(["strategy", "n"])["perturbation"].nunique().eq(24).all()
+
+
+def test_embedding_logistic_equals_sklearn_per_gene():
+    _, b = _label_lines()
+    perts = list(b.uns["deg"]["perturbations"])
+    train = perts[:16]
+    m = pt.tl.EmbeddingLogistic(b, C=0.5, n_components=3, max_iter=2000).fit(train)
+    x = m._design(train)
+    y = b.varm["deg_is_de"][train].to_numpy().T
+    # sklearn's L2 logistic (penalty ||w||^2 / (2C), intercept unpenalised) on the same design, gene by gene
+    for g in np.flatnonzero((y.sum(0) > 0) & (y.sum(0) < len(train)))[:3]:
+        ref = LogisticRegression(C=0.5, tol=1e-10, max_iter=10_000).fit(x, y[:, g])
+        np.testing.assert_allclose(m.coef_[:, g], ref.coef_[0], atol=2e-4)
+        np.testing.assert_allclose(m.intercept_[g], ref.intercept_[0], atol=2e-4)
+    assert m.predict(perts[16:], inplace=False).de_proba.shape == (b.n_vars, len(perts) - 16)

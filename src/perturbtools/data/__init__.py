@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from ._datasets import (
+    GIReference,
     adamson2016,
     gene_aliases,
     gene_summaries,
     genept_subset,
     go_annotations,
     go_parents,
-    GIReference,
     norman2019,
     norman2019_gi_reference,
     norman2019_subset,

@@ -323,7 +323,9 @@ def calibration(
     return pd.DataFrame(rows)
 
 
-def _evaluate_labels_only(preds: Predictions, data: LabelledData, perts: list[str], train) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _evaluate_labels_only(
+    preds: Predictions, data: LabelledData, perts: list[str], train
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Subtask metrics on label-only data (no cells): DE always; direction and FC only where those labels exist.
 
     Expression metrics are undefined without means and are not reported. A model's DE score is its ``de_proba``
@@ -340,7 +342,14 @@ def _evaluate_labels_only(preds: Predictions, data: LabelledData, perts: list[st
                fc if fc is not None else np.full_like(de, np.nan), {"de_score": "predicted de_proba"})  # fmt: skip
     y_de, y_up, true_fc = data.is_de[idx], data.direction[idx] > 0, data.fc[idx]
     full = np.ones(de.shape, dtype=bool)
-    drop = [m for m, ok in (("dir", data.subtasks["direction"] and up is not None), ("fc", data.subtasks["fc"] and fc is not None)) if not ok]
+    drop = [
+        m
+        for m, ok in (
+            ("dir", data.subtasks["direction"] and up is not None),
+            ("fc", data.subtasks["fc"] and fc is not None),
+        )
+        if not ok
+    ]
     per = pd.DataFrame(index=pd.Index(perts, name="perturbation"))
     for name, values in _subtask_rowwise(y_de, y_up, true_fc, s, full).items():
         if not any(name.endswith(d) for d in drop):

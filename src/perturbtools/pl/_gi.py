@@ -57,9 +57,7 @@ def gi_scores(
     return ax
 
 
-def gi_confusion(
-    confusion: pd.DataFrame, *, normalize: bool = True, ax: Axes | None = None, **kwargs: Any
-) -> Axes:
+def gi_confusion(confusion: pd.DataFrame, *, normalize: bool = True, ax: Axes | None = None, **kwargs: Any) -> Axes:
     """Confusion matrix of GI classes (published in rows, predicted in columns), as a heatmap.
 
     Parameters

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ._de_table import labels_from_de_table
-from ._design import check_design, collapse_guides, guide_targets, looks_guide_level, looks_like_counts
 from ._deg import deg_labels
+from ._design import check_design, collapse_guides, guide_targets, looks_guide_level, looks_like_counts
 from ._embeddings import (
     add_gene_embedding,
     embedding_coverage,
@@ -18,20 +18,20 @@ from ._pseudobulk import pseudobulk
 from ._split import kfold_perturbations, split_perturbations, unseen_labels
 
 __all__ = [
-    "check_design",
-    "collapse_guides",
-    "guide_targets",
-    "looks_guide_level",
-    "looks_like_counts",
     "add_gene_embedding",
     "canonical_label",
+    "check_design",
+    "collapse_guides",
     "deg_labels",
     "embedding_coverage",
     "get_gene_embedding",
     "go_embedding",
     "go_matrix",
+    "guide_targets",
     "kfold_perturbations",
     "labels_from_de_table",
+    "looks_guide_level",
+    "looks_like_counts",
     "parse_perturbation",
     "pca_embedding",
     "perturbation_embedding",

@@ -123,7 +123,11 @@ def labels_from_de_table(
         )
         raise KeyError(msg)
     lcol, qcol = _find(frame, "logfc", logfc_col), _find(frame, "pvals_adj", pvals_adj_col)
-    scol, rcol, dcol = _find(frame, "stat", stat_col), _find(frame, "rank", rank_col), _find(frame, "direction", direction_col)
+    scol, rcol, dcol = (
+        _find(frame, "stat", stat_col),
+        _find(frame, "rank", rank_col),
+        _find(frame, "direction", direction_col),
+    )
     if significant is None:
         significant = "pvals_adj" if qcol is not None else "listed"
     if significant == "pvals_adj" and qcol is None:
@@ -172,7 +176,9 @@ def labels_from_de_table(
     elif lcol:
         scores = logfc.copy()
     else:
-        ranks = frame[rcol].to_numpy(np.float64) if rcol else frame.groupby(pcol, sort=False).cumcount().to_numpy() + 1.0
+        ranks = (
+            frame[rcol].to_numpy(np.float64) if rcol else frame.groupby(pcol, sort=False).cumcount().to_numpy() + 1.0
+        )
         scores = dense(-ranks)
     floor = np.nanmin(scores) - 1 if np.isfinite(scores).any() else -1.0
     scores = np.where(np.isnan(scores), floor, scores)
@@ -207,9 +213,20 @@ def labels_from_de_table(
             "significant": significant,
             "pval_cutoff": pval_cutoff,
             "fc_offset": 0.0,
-            "columns": {k: v for k, v in {"perturbation": pcol, "gene": gcol, "logfc": lcol, "pvals_adj": qcol,
-                                          "stat": scol, "rank": rcol, "direction": dcol}.items() if v},
-        },  # fmt: skip
+            "columns": {
+                k: v
+                for k, v in {
+                    "perturbation": pcol,
+                    "gene": gcol,
+                    "logfc": lcol,
+                    "pvals_adj": qcol,
+                    "stat": scol,
+                    "rank": rcol,
+                    "direction": dcol,
+                }.items()
+                if v
+            },
+        },
         "perturbations": perts,
         "targets": [delimiter.join(parse_perturbation(p, control=control, delimiter=delimiter)) for p in perts],
         "n_cells": np.zeros(n_p, dtype=int),

@@ -78,7 +78,7 @@ def looks_like_counts(X, *, n_rows: int = 500) -> tuple[bool, str]:
     nonzero = values[values != 0]
     if nonzero.size and np.all(nonzero == np.round(nonzero)) and nonzero.max() > 1:
         return True, "all values are integers"
-    return False, "non-integer values up to %.2f" % values.max()
+    return False, f"non-integer values up to {values.max():.2f}"
 
 
 def check_design(
@@ -104,8 +104,10 @@ def check_design(
         raise KeyError(msg)
     is_ctrl = (adata.obs[perturbation_key].astype(str) == control).to_numpy()
     batch = adata.obs[batch_key].astype(str).to_numpy()
-    table = pd.DataFrame({"batch": batch, "control": is_ctrl}).groupby("batch")["control"].agg(
-        n_control="sum", n_perturbed=lambda c: int((~c).sum())
+    table = (
+        pd.DataFrame({"batch": batch, "control": is_ctrl})
+        .groupby("batch")["control"]
+        .agg(n_control="sum", n_perturbed=lambda c: int((~c).sum()))
     )
     shared = table[(table["n_control"] > 0) & (table["n_perturbed"] > 0)]
     if warn and shared.empty:

@@ -210,7 +210,9 @@ def gi_precision_sets(
     return pd.DataFrame({name: ops[op](values[s], t) for name, (s, op, t, _) in rules.items()})
 
 
-def gi_subtypes(scores: pd.DataFrame, *, rules: Mapping[str, tuple[str, str, float, bool]] | None = None) -> pd.DataFrame:
+def gi_subtypes(
+    scores: pd.DataFrame, *, rules: Mapping[str, tuple[str, str, float, bool]] | None = None
+) -> pd.DataFrame:
     """Deprecated name of :func:`gi_precision_sets` (those sets overlap and are not classes)."""
     warnings.warn(
         "`pt.tl.gi_subtypes` is renamed `pt.tl.gi_precision_sets` (GEARS' overlapping Precision@10 sets, not "

@@ -300,7 +300,9 @@ class GIClassifier:
         return f"GIClassifier(method={self.method!r}; {state})"
 
 
-def threshold_classes(scores: pd.DataFrame, rules: Mapping[str, tuple[str, str, float, bool]] | None = None) -> pd.Series:
+def threshold_classes(
+    scores: pd.DataFrame, rules: Mapping[str, tuple[str, str, float, bool]] | None = None
+) -> pd.Series:
     """Six-threshold baseline: the first GEARS Precision@10 set a double falls into, else ``"additive"``.
 
     The sets are checked in the order synergy, suppressor, additive, redundant, neomorphic, epistasis (SPEC §7).
@@ -381,9 +383,7 @@ def gi_classifier_cv(
             calls["majority_class"] = pd.Series(y.loc[tr].value_counts().idxmax(), index=te)
             calls["six_thresholds"] = threshold_classes(x.loc[te])
             for name, pred in calls.items():
-                rows += [
-                    {"repeat": rep, "method": name, "double": d, "true": y[d], "predicted": pred[d]} for d in te
-                ]
+                rows += [{"repeat": rep, "method": name, "double": d, "true": y[d], "predicted": pred[d]} for d in te]
     pred = pd.DataFrame(rows)
     summary_rows, class_rows = [], []
     classes = sorted(y.unique())
@@ -403,7 +403,14 @@ def gi_classifier_cv(
             })  # fmt: skip
         p, r, f, s = precision_recall_fscore_support(g["true"], g["predicted"], labels=classes, zero_division=0)
         class_rows += [
-            {"method": name, "class": c, "precision": p[i], "recall": r[i], "f1": f[i], "support": int(s[i]) // n_repeats}
+            {
+                "method": name,
+                "class": c,
+                "precision": p[i],
+                "recall": r[i],
+                "f1": f[i],
+                "support": int(s[i]) // n_repeats,
+            }
             for i, c in enumerate(classes)
         ]
     first = next(iter(methods))

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
 from .._labelled import LabelledData
 from .._predictions import Predictions
@@ -20,6 +19,7 @@ from ._base import PerturbationModel
 from ._base._model import table_from_state, table_state
 
 if TYPE_CHECKING:
+    import pandas as pd
     from anndata import AnnData
 
 
@@ -120,7 +120,7 @@ class _SourceMixin:
 
 
 class SourceRanking(_SourceMixin, PerturbationModel):
-    """"Copy": each perturbation's gene ranking in a source dataset (e.g. the same knockdown in another cell line).
+    """ "Copy": each perturbation's gene ranking in a source dataset (e.g. the same knockdown in another cell line).
 
     ``de_proba`` is the percentile of each gene's source score (DE statistic, or minus its rank) within that
     perturbation; a perturbation absent from the source gets the source's gene frequencies. Needs no target
@@ -142,7 +142,9 @@ class SourceRanking(_SourceMixin, PerturbationModel):
     _needs_expression: ClassVar[bool] = False
     needs_training: ClassVar[bool] = False
 
-    def __init__(self, adata: AnnData, *, source: AnnData | None = None, source_labels_key: str = "deg", **kwargs: Any) -> None:
+    def __init__(
+        self, adata: AnnData, *, source: AnnData | None = None, source_labels_key: str = "deg", **kwargs: Any
+    ) -> None:
         super().__init__(adata, source_labels_key=source_labels_key, **kwargs)
         self._init_source(source, source_labels_key)
 
@@ -287,7 +289,12 @@ class LabelStacking(_SourceMixin, PerturbationModel):
         return _de_predictions(self, perturbations, proba.reshape(len(perturbations), -1))
 
     def _get_state(self):
-        return {"freq": self.freq_, "coef": self.coef_, "intercept": np.array([self.intercept_]), **self._source_state()}
+        return {
+            "freq": self.freq_,
+            "coef": self.coef_,
+            "intercept": np.array([self.intercept_]),
+            **self._source_state(),
+        }
 
     def _set_state(self, state):
         self.freq_, self.coef_, self.intercept_ = state["freq"], state["coef"], float(state["intercept"][0])
@@ -319,14 +326,22 @@ class KNNLabels(PerturbationModel):
     _needs_expression: ClassVar[bool] = False
 
     def __init__(
-        self, adata: AnnData, *, embedding: str | pd.DataFrame = "gene_emb", k: int = 10, prior_weight: float = 0.1, **kwargs: Any
+        self,
+        adata: AnnData,
+        *,
+        embedding: str | pd.DataFrame = "gene_emb",
+        k: int = 10,
+        prior_weight: float = 0.1,
+        **kwargs: Any,
     ) -> None:
         key = embedding if isinstance(embedding, str) else None
         super().__init__(adata, embedding=key, k=k, prior_weight=prior_weight, **kwargs)
         self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
 
     def _embed(self, perturbations):
-        return perturbation_embedding(self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter)
+        return perturbation_embedding(
+            self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
+        )
 
     def _fit(self, train, *, rng, **kwargs):
         self.train_emb_ = self._embed(train)
@@ -349,4 +364,92 @@ class KNNLabels(PerturbationModel):
 
     def _set_state(self, state):
         self.train_emb_, self.train_de_ = state["train_emb"], state["train_de"]
+        self.embedding_ = table_from_state(state, "embedding")
+
+
+class EmbeddingLogistic(PerturbationModel):
+    """Logistic regression per gene on the perturbation's gene embedding: P(gene g is a DEG | e_p).
+
+    One L2-regularised logistic regression per output gene, all sharing the design (the perturbation embeddings,
+    standardised, optionally reduced to ``n_components`` principal components of the training perturbations) and
+    fitted jointly by L-BFGS (the losses are separable, so this equals fitting each gene alone). A gene never a DEG
+    in training gets its intercept only (the prior).
+
+    Parameters
+    ----------
+    adata
+        Labelled AnnData.
+    embedding
+        Genes x d DataFrame, or an ``adata.uns`` / ``adata.varm`` key holding one.
+    C
+        Inverse L2 strength per gene (sklearn's convention: loss + ``||w||² / (2 C)``).
+    n_components
+        PCA components of the training perturbation embeddings (capped at ``n_train - 1``).
+    max_iter
+        L-BFGS iterations of the joint fit.
+    **kwargs
+        ``labels_key``, ``split_key``.
+    """
+
+    _default_key: ClassVar[str] = "embedding_logistic"
+    _needs_expression: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        adata: AnnData,
+        *,
+        embedding: str | pd.DataFrame = "gene_emb",
+        C: float = 1.0,
+        n_components: int = 20,
+        max_iter: int = 100,
+        **kwargs: Any,
+    ) -> None:
+        key = embedding if isinstance(embedding, str) else None
+        super().__init__(adata, embedding=key, C=C, n_components=n_components, max_iter=max_iter, **kwargs)
+        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
+
+    def _design(self, perturbations) -> np.ndarray:
+        e = perturbation_embedding(self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter)
+        return (e - self.center_) @ self.components_.T
+
+    def _fit(self, train, *, rng, **kwargs):
+        from scipy.optimize import minimize
+
+        e = perturbation_embedding(self.embedding_, train, control=self.data_.control, delimiter=self.data_.delimiter)
+        self.center_ = e.mean(axis=0)
+        k = max(1, min(self.init_params_["n_components"], len(train) - 1, e.shape[1]))
+        _, sv, vt = np.linalg.svd(e - self.center_, full_matrices=False)
+        scale = np.where(sv[:k] > 0, sv[:k] / np.sqrt(max(len(train) - 1, 1)), 1.0)
+        self.components_ = vt[:k] / scale[:, None]  # unit-variance principal components
+        x = self._design(train)
+        y = self.data_.is_de[self.data_.index(train)].astype(np.float64)
+        n, g = y.shape
+        lam = 1.0 / (2.0 * self.init_params_["C"])
+        prior = (y.sum(axis=0) + 0.5) / (n + 1.0)
+
+        def loss(theta):
+            w = theta[: k * g].reshape(k, g)
+            b = theta[k * g :]
+            z = x @ w + b
+            # sum over entries of log(1 + e^z) - y z, plus the L2 penalty on w (not on the intercepts)
+            value = np.logaddexp(0.0, z).sum() - (y * z).sum() + lam * (w**2).sum()
+            r = 1.0 / (1.0 + np.exp(-z)) - y
+            return value, np.concatenate([(x.T @ r + 2 * lam * w).ravel(), r.sum(axis=0)])
+
+        theta0 = np.concatenate([np.zeros(k * g), np.log(prior) - np.log1p(-prior)])
+        res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": self.init_params_["max_iter"]})
+        self.coef_ = res.x[: k * g].reshape(k, g)
+        self.intercept_ = res.x[k * g :]
+
+    def _predict(self, perturbations):
+        z = self._design(perturbations) @ self.coef_ + self.intercept_
+        return _de_predictions(self, perturbations, 1.0 / (1.0 + np.exp(-z)))
+
+    def _get_state(self):
+        return {"center": self.center_, "components": self.components_, "coef": self.coef_, "intercept": self.intercept_,
+                **table_state("embedding", self.embedding_)}  # fmt: skip
+
+    def _set_state(self, state):
+        self.center_, self.components_ = state["center"], state["components"]
+        self.coef_, self.intercept_ = state["coef"], state["intercept"]
         self.embedding_ = table_from_state(state, "embedding")
