@@ -27,7 +27,14 @@ from ._gi import (
 )
 from ._gi_classifier import GIClassifier, GIClassifierCV, gi_classifier_cv, gi_features, threshold_classes
 from ._gi_core import distance_correlation, gi_scores_core, theil_sen
-from ._label_models import EmbeddingLogistic, FrequencyPrior, KNNLabels, LabelStacking, PriorSourceCombination, SourceRanking
+from ._label_models import (
+    EmbeddingLogistic,
+    FrequencyPrior,
+    KNNLabels,
+    LabelStacking,
+    PriorSourceCombination,
+    SourceRanking,
+)
 from ._protocols import CVResults, cross_validate, few_shot, learning_curve
 
 _LAZY = {
@@ -55,12 +62,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "EmbeddingLogistic",
     "KNN",
     "Additive",
     "CVResults",
     "ControlMean",
     "CrisprInformedMean",
+    "EmbeddingLogistic",
     "EmbeddingRidge",
     "FrequencyPrior",
     "GIClassifier",

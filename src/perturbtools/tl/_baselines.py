@@ -178,6 +178,21 @@ class Additive(_DeltaLookup):
         self.singles_ = {k.split("/", 1)[1]: v for k, v in state.items() if k.startswith("single/")}
 
 
+def knn_weights(
+    query: np.ndarray, train: np.ndarray, k: int, *, weighted: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the ``k`` nearest training rows (Euclidean) and their weights ``exp(-d_i) / sum_j exp(-d_j)``.
+
+    Weights are equal with ``weighted=False``; ``k`` is capped at the number of training rows.
+    """
+    dist = np.sqrt(np.maximum(((query[:, None, :] - train[None]) ** 2).sum(-1), 0))
+    k = min(k, len(train))
+    nn = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    d = np.take_along_axis(dist, nn, axis=1)
+    w = np.exp(-(d - d.min(axis=1, keepdims=True))) if weighted else np.ones_like(d)
+    return nn, w / w.sum(axis=1, keepdims=True)
+
+
 class KNN(_MeanModel):
     """k-nearest training perturbations in a gene-embedding space.
 
@@ -225,13 +240,9 @@ class KNN(_MeanModel):
         self.train_delta_ = self.data_.delta[self.data_.index(train)]
 
     def _predict_mean(self, perturbations):
-        query = self._embed(perturbations)
-        dist = np.sqrt(np.maximum(((query[:, None, :] - self.train_emb_[None]) ** 2).sum(-1), 0))
-        k = min(self.init_params_["k"], len(self.train_emb_))
-        nn = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        d = np.take_along_axis(dist, nn, axis=1)
-        w = np.exp(-(d - d.min(axis=1, keepdims=True))) if self.init_params_["weighted"] else np.ones_like(d)
-        w /= w.sum(axis=1, keepdims=True)
+        nn, w = knn_weights(
+            self._embed(perturbations), self.train_emb_, self.init_params_["k"], weighted=self.init_params_["weighted"]
+        )
         return self.data_.control_mean + np.einsum("qk,qkg->qg", w, self.train_delta_[nn])
 
     def _get_state(self):

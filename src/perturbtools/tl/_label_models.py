@@ -17,6 +17,7 @@ from .._predictions import Predictions
 from ..pp._embeddings import get_gene_embedding, perturbation_embedding
 from ._base import PerturbationModel
 from ._base._model import table_from_state, table_state
+from ._baselines import knn_weights
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -120,7 +121,7 @@ class _SourceMixin:
 
 
 class SourceRanking(_SourceMixin, PerturbationModel):
-    """ "Copy": each perturbation's gene ranking in a source dataset (e.g. the same knockdown in another cell line).
+    """Copy ("copy" baseline): each perturbation's gene ranking in a source dataset (e.g. the same knockdown in another cell line).
 
     ``de_proba`` is the percentile of each gene's source score (DE statistic, or minus its rank) within that
     perturbation; a perturbation absent from the source gets the source's gene frequencies. Needs no target
@@ -348,13 +349,7 @@ class KNNLabels(PerturbationModel):
         self.train_de_ = self.data_.is_de[self.data_.index(train)].astype(np.float64)
 
     def _predict(self, perturbations):
-        query = self._embed(perturbations)
-        dist = np.sqrt(np.maximum(((query[:, None, :] - self.train_emb_[None]) ** 2).sum(-1), 0))
-        k = min(self.init_params_["k"], len(self.train_emb_))
-        nn = np.argsort(dist, axis=1, kind="stable")[:, :k]
-        d = np.take_along_axis(dist, nn, axis=1)
-        w = np.exp(-(d - d.min(axis=1, keepdims=True)))
-        w /= w.sum(axis=1, keepdims=True)
+        nn, w = knn_weights(self._embed(perturbations), self.train_emb_, self.init_params_["k"])
         knn = np.einsum("qk,qkg->qg", w, self.train_de_[nn])
         pw = self.init_params_["prior_weight"]
         return _de_predictions(self, perturbations, (1 - pw) * knn + pw * self.train_de_.mean(axis=0))
@@ -409,7 +404,9 @@ class EmbeddingLogistic(PerturbationModel):
         self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
 
     def _design(self, perturbations) -> np.ndarray:
-        e = perturbation_embedding(self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter)
+        e = perturbation_embedding(
+            self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
+        )
         return (e - self.center_) @ self.components_.T
 
     def _fit(self, train, *, rng, **kwargs):
