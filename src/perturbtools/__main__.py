@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_benchmark(args.dataset, args.out, config=config)
     except (KeyError, ValueError, FileNotFoundError) as err:
-        print(f"perturbtools: {err}", file=sys.stderr)
+        if args.verbose:
+            raise
+        print(f"perturbtools: {err} (run with --verbose for the traceback)", file=sys.stderr)
         return 2
     print(f"wrote {args.out}/report.md, metrics.csv, per_perturbation.csv, *.h5ad and figures/")
     return 0

@@ -470,11 +470,11 @@ def replogle_transfer(
     n_splits = 2 if cfg.quick else 5
     baselines = {**label_baselines(k562), "knn_go": (tl.KNNLabels, {"embedding": "emb_go"})}
     start = time.perf_counter()
-    curve = tl.few_shot(
+    _, per = tl.few_shot(
         k562, rpe1, (tl.STAMP, {"embedding": "emb_go"}, stamp_fit), shots=shots, baselines=baselines,
-        n_splits=n_splits, source_perturbations=covered, perturbations=covered, rng=cfg.seed, show_progress_bar=False,
+        n_splits=n_splits, source_perturbations=covered, perturbations=covered, return_per_perturbation=True,
+        rng=cfg.seed, show_progress_bar=False,
     )  # fmt: skip
-    per = curve.attrs["per_perturbation"]
     few_seconds = time.perf_counter() - start
     rows = []
     for (strategy, n), g in per.groupby(["strategy", "n"]):

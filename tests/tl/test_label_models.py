@@ -117,14 +117,13 @@ def test_stamp_on_labels_and_documented_transfer_path():
 def test_few_shot_on_labels_runs_source_baseline_at_zero_shots():
     pytest.importorskip("torch")
     k562, rpe1 = _label_lines()
-    out = pt.tl.few_shot(
+    out, per = pt.tl.few_shot(
         k562, rpe1, (pt.tl.STAMP, {"hidden1": (16, 16)}, {"max_epochs": 2, "show_progress_bar": False}), shots=(0, 4),
         baselines={"prior": pt.tl.FrequencyPrior, "copy": (pt.tl.SourceRanking, {"source": k562})}, n_splits=2,
-        show_progress_bar=False,
+        return_per_perturbation=True, show_progress_bar=False,
     )  # fmt: skip
     got = set(zip(out["strategy"], out["n"], strict=True))
     assert ("copy", 0) in got and ("prior", 0) not in got and ("scratch", 4) in got
-    per = out.attrs["per_perturbation"]
     # every target perturbation is tested once per (strategy, n)
     assert per.groupby(["strategy", "n"])["perturbation"].nunique().eq(24).all()
 

@@ -262,9 +262,10 @@ def few_shot(
     finetune_kwargs: Mapping[str, Any] | None = None,
     source_perturbations: Sequence[str] | None = None,
     perturbations: Sequence[str] | None = None,
+    return_per_perturbation: bool = False,
     rng: int | np.random.Generator | None = 0,
     show_progress_bar: bool | None = None,
-) -> pd.DataFrame:
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Few-shot transfer to a target dataset (e.g. another cell line): scratch vs pretrained-then-fine-tuned.
 
     The model is pretrained once on every labelled perturbation of ``source``. For each of ``n_splits`` folds over
@@ -294,13 +295,14 @@ def few_shot(
         Perturbations of ``source`` to pretrain on (default: all labelled ones).
     perturbations
         Perturbations of ``target`` to split into folds (default: all labelled ones).
+    return_per_perturbation
+        Also return the metrics of every test perturbation (for paired tests between strategies).
 
     Returns
     -------
     Tidy DataFrame, one row per (strategy, fold, n): strategy ``"scratch"``, ``"pretrained"`` or a baseline name,
-    with mean per-perturbation metrics and pooled subtask metrics on the fold's target test perturbations.
-    ``.attrs["per_perturbation"]`` holds the metrics of every test perturbation (for paired tests between
-    strategies).
+    with mean per-perturbation metrics and pooled subtask metrics on the fold's target test perturbations. With
+    ``return_per_perturbation=True``, ``(table, per_perturbation)``: one row per (strategy, fold, n, perturbation).
     """
     if list(source.var_names) != list(target.var_names):
         msg = (
@@ -344,7 +346,8 @@ def few_shot(
             per, pooled, _ = _fit_evaluate(bspec, target, data, train, test, labels_key=labels_key, seed=seed + fold)
             record(per, pooled, name, fold, n)
     out = pd.DataFrame(rows)
-    out.attrs["per_perturbation"] = _front(pd.concat(per_rows, ignore_index=True), ["strategy", "fold", "n"])
+    if return_per_perturbation:
+        return out, _front(pd.concat(per_rows, ignore_index=True), ["strategy", "fold", "n"])
     return out
 
 
