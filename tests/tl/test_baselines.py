@@ -40,8 +40,22 @@ def test_crispr_informed(labelled_adata):
 
 def test_crispr_informed_needs_modality(adata):
     pt.pp.deg_labels(adata)
-    with pytest.raises(ValueError, match="modality"):
-        pt.tl.CrisprInformedMean(adata).fit()
+    m = pt.tl.CrisprInformedMean(adata).fit()
+    with pytest.raises(ValueError, match="modality of"):
+        m.predict(inplace=False)
+
+
+def test_crispr_informed_uses_each_perturbations_own_modality(adata):
+    singles = [p for p in adata.obs["perturbation"].cat.categories if p != "control" and "+" not in p]
+    crispra = set(singles[:2])
+    adata.obs["perturbation_type"] = ["CRISPRa" if p in crispra else "CRISPRi" for p in adata.obs["perturbation"].astype(str)]
+    pt.pp.deg_labels(adata, modality_key="perturbation_type")
+    m = pt.tl.CrisprInformedMean(adata).fit()  # mixed-modality training data work
+    base = pt.tl.NonControlMean(adata).fit()
+    for target in singles[:4]:
+        pos = adata.var_names.get_loc(target)
+        expected = (2.0 if target in crispra else 0.0) * _mean(base, [target])[0][pos]
+        assert _mean(m, [target])[0][pos] == pytest.approx(expected, rel=1e-6), target
 
 
 def test_additive_doubles(labelled_adata):

@@ -87,20 +87,28 @@ class CrisprInformedMean(NonControlMean):
     def _fit(self, train, *, rng, **kwargs):
         super()._fit(train, rng=rng)
         known = {self.data_.modality[p] for p in train} - {"unknown"}
+        # the fallback for predicted perturbations whose own modality is not in the labels (unseen ones)
+        self.modality_ = self.init_params_.get("modality") or (next(iter(known)) if len(known) == 1 else "unknown")
+
+    def _modality_of(self, perturbation: str) -> str:
+        """The perturbation's own modality from the labels; else ``modality=``; else the training one."""
         fixed = self.init_params_.get("modality")
-        if fixed is None and len(known) != 1:
+        own = self.data_.modality.get(perturbation, "unknown")
+        modality = fixed or (own if own != "unknown" else self.modality_)
+        if modality not in self._FACTOR:
             msg = (
-                "The CRISPR modality is unknown (or mixed) in the labels. Pass `modality=` here, or label with "
-                "`pt.pp.deg_labels(adata, modality='CRISPRi')` / `modality_key='perturbation_type'`."
+                f"The CRISPR modality of {perturbation!r} is unknown (unlabelled, and the training data are "
+                "unknown or mixed). Pass `modality=` here, or label with `pt.pp.deg_labels(adata, modality='CRISPRi')` "
+                "/ `modality_key='perturbation_type'`."
             )
             raise ValueError(msg)
-        self.modality_ = fixed or known.pop()
+        return modality
 
     def _predict_mean(self, perturbations):
         out = np.tile(self.mean_, (len(perturbations), 1))
         pos = {g: i for i, g in enumerate(self.data_.var_names)}
-        factor = self._FACTOR[self.modality_]
         for row, p in enumerate(perturbations):
+            factor = self._FACTOR[self._modality_of(p)]  # each perturbation's own modality (mixed screens)
             for g in self.data_.targets(p):
                 if g in pos:
                     out[row, pos[g]] *= factor
