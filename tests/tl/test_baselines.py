@@ -48,7 +48,9 @@ def test_crispr_informed_needs_modality(adata):
 def test_crispr_informed_uses_each_perturbations_own_modality(adata):
     singles = [p for p in adata.obs["perturbation"].cat.categories if p != "control" and "+" not in p]
     crispra = set(singles[:2])
-    adata.obs["perturbation_type"] = ["CRISPRa" if p in crispra else "CRISPRi" for p in adata.obs["perturbation"].astype(str)]
+    adata.obs["perturbation_type"] = [
+        "CRISPRa" if p in crispra else "CRISPRi" for p in adata.obs["perturbation"].astype(str)
+    ]
     pt.pp.deg_labels(adata, modality_key="perturbation_type")
     m = pt.tl.CrisprInformedMean(adata).fit()  # mixed-modality training data work
     base = pt.tl.NonControlMean(adata).fit()

@@ -81,3 +81,15 @@ def test_input_not_modified_by_inplace_false(labelled_adata):
     pt.tl.NonControlMean(labelled_adata).fit().predict(inplace=False)
     assert (set(labelled_adata.varm.keys()), set(labelled_adata.uns.keys())) == before
     assert np.isfinite(labelled_adata.varm["deg_mean"].to_numpy()).all()
+
+
+def test_empty_split_part_is_an_error_not_everything(labelled_adata):
+    perts = list(labelled_adata.uns["deg"]["perturbations"])
+    labelled_adata.uns["split"] = {"train": perts, "val": [], "test": []}
+    m = pt.tl.NonControlMean(labelled_adata).fit()  # the split's train set
+    assert m.train_perturbations_ == perts
+    with pytest.raises(ValueError, match=r"test set of the split .* is empty"):
+        m.predict()
+    labelled_adata.uns["split"] = {"train": [], "val": [], "test": perts}
+    with pytest.raises(ValueError, match=r"train set of the split .* is empty"):
+        pt.tl.NonControlMean(labelled_adata).fit()

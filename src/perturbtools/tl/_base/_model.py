@@ -76,6 +76,20 @@ class PerturbationModel(ABC):
         split = self.adata.uns.get(self.data_keys_["split_key"])
         return None if split is None else [str(p) for p in split[part]]
 
+    def _split_part(self, part: str) -> list[str]:
+        """The split's ``part``; every labelled perturbation when there is no split; an error when it is empty."""
+        split = self._split(part)
+        if split is None:
+            return list(self.data_.perturbations)
+        if not split:
+            key = self.data_keys_["split_key"]
+            msg = (
+                f"The {part} set of the split `adata.uns[{key!r}]` is empty: nothing to {'train on' if part == 'train' else 'predict'}. "
+                "Pass perturbations explicitly, or re-split with `pt.pp.split_perturbations`."
+            )
+            raise ValueError(msg)
+        return split
+
     def fit(
         self,
         perturbations: Sequence[str] | None = None,
@@ -98,11 +112,7 @@ class PerturbationModel(ABC):
         -------
         The fitted model.
         """
-        train = (
-            list(perturbations)
-            if perturbations is not None
-            else (self._split("train") or list(self.data_.perturbations))
-        )
+        train = list(perturbations) if perturbations is not None else self._split_part("train")
         self.data_.index(train)  # clear error for unlabelled perturbations
         if not train and self.needs_training:
             msg = "No training perturbations."
@@ -133,11 +143,7 @@ class PerturbationModel(ABC):
         perturbations, labels key).
         """
         _check_fitted(self)
-        perts = (
-            list(perturbations)
-            if perturbations is not None
-            else (self._split("test") or list(self.data_.perturbations))
-        )
+        perts = list(perturbations) if perturbations is not None else self._split_part("test")
         preds = self._predict(perts)
         if not inplace:
             return preds
