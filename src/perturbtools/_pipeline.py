@@ -153,7 +153,11 @@ def _models(
             init |= {"counts_layer": None, "pseudo_counts": True}
         models["perturbnet_go"] = (tl.PerturbNet, init, fit)
     elif go and not perturbnet:
-        skipped["perturbnet_go"] = cfg.extra.get("perturbnet_reason", "PerturbNet switched off (`--no-perturbnet`)")
+        skipped["perturbnet_go"] = cfg.extra.get("perturbnet_reason") or (
+            "PerturbNet switched off (`--no-perturbnet`)"
+            if not cfg.perturbnet
+            else "PerturbNet is run on the datasets with counts or the main CRISPRa set only (not this one)"
+        )
     return _select(models, skipped, cfg)
 
 
@@ -540,7 +544,11 @@ def _replogle_report(report, table, per, cv, coverage, few_seconds, cv_seconds, 
     curve = per.rename(columns={"roc_auc_de": "auroc", "pr_auc_de": "average_precision"})
     pl.few_shot(curve, metric="average_precision", ax=axes[0])  # mean and 95% CI over test knockdowns
     pl.few_shot(curve, metric="auroc", ax=axes[1])
+    for ax in axes:
+        ax.set_xscale("symlog", linthresh=5)
+        ax.set_xticks(sorted(curve["n"].unique()), [str(n) for n in sorted(curve["n"].unique())])
     axes[1].get_legend().remove()
+    axes[0].legend(fontsize=7, loc="lower right")
     report.figure(fig, "few_shot_k562_to_rpe1")
     show = table.assign(
         auroc=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(table["roc_auc_de"], table["roc_auc_de_ci_low"], table["roc_auc_de_ci_high"], strict=True)],
