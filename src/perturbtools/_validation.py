@@ -93,10 +93,15 @@ def _check_values(
         msg = f"{where} contains negative values; expected non-negative log1p-normalised expression. Did you pass scaled data? Use the unscaled layer via `layer=`."
         raise ValueError(msg)
     sample = data.ravel()[: min(data.size, 10000)]
-    if expect_log and vmax > 50 and np.allclose(sample % 1, 0):
+    nonzero = sample[sample != 0]
+    integers = nonzero.size > 0 and bool(np.allclose(nonzero % 1, 0))
+    # log1p(CP10k) values are (almost) never all integers: integers are counts however small the maximum (a shallow
+    # screen can have max < 50)
+    if expect_log and integers and vmax > 1:
         warnings.warn(
-            f"{where} looks like raw counts (integers up to {vmax:.0f}); labels assume log-normalised data. "
-            "Run `sc.pp.normalize_total(adata, target_sum=1e4); sc.pp.log1p(adata)` first.",
+            f"{where} looks like raw counts (all sampled non-zero values are integers, up to {vmax:.0f}); labels assume "
+            "log-normalised data. Run `sc.pp.normalize_total(adata, target_sum=1e4); sc.pp.log1p(adata)` first "
+            "(keep the counts in `adata.layers['counts']`).",
             UserWarning,
             stacklevel=3,
         )

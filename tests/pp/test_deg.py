@@ -139,6 +139,11 @@ def test_bad_input(adata):
         pt.pp.deg_labels(bad)
     with pytest.warns(UserWarning, match="raw counts"):
         pt.pp.deg_labels(adata, layer="counts", copy=True)
+    shallow = adata.copy()  # a shallow screen: integer counts below the old `max > 50` rule
+    shallow.layers["counts"] = np.minimum(shallow.layers["counts"].toarray(), 20)
+    assert shallow.layers["counts"].max() <= 20
+    with pytest.warns(UserWarning, match="all sampled non-zero values are integers, up to 20"):
+        pt.pp.deg_labels(shallow, layer="counts", copy=True)
     with pytest.raises(KeyError, match="layers"):
         pt.pp.deg_labels(adata, layer="nope")
     dup = adata.copy()
