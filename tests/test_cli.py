@@ -79,3 +79,24 @@ def test_guides_and_counts_detection():
     assert not pt.pp.looks_guide_level(["A", "B", "NKX2-1", "control"])
     assert pt.pp.looks_like_counts(np.array([[0, 3, 1], [2, 0, 7]], dtype=float))[0]
     assert not pt.pp.looks_like_counts(np.log1p(np.array([[0, 3, 1], [2, 0, 7]], dtype=float)))[0]
+
+
+def test_cli_embeddings_option_skips_go_models_with_a_reason(tmp_path, capsys):
+    path = tmp_path / "s.h5ad"
+    _user_file(path)
+    args = [
+        "--perturbation-key",
+        "sgRNA",
+        "--control",
+        "NT",
+        "--collapse-guides",
+        "--embeddings",
+        "text",
+        "--no-perturbnet",
+        "--quiet",
+    ]
+    assert main(["check", str(path), *args]) == 0
+    out = capsys.readouterr().out
+    assert "skipped knn1_go: the GO embedding was not requested (`--embeddings`)" in out
+    with pytest.raises(SystemExit, match="unknown"):
+        main(["check", str(path), "--embeddings", "go,esm"])

@@ -38,7 +38,12 @@ def _options(args):
 def _config(args):
     from ._pipeline import BenchmarkConfig
 
-    extra = {"user_options": _options(args), "verbose": args.verbose}
+    embeddings = tuple(e.strip() for e in args.embeddings.split(",") if e.strip())
+    unknown = set(embeddings) - {"go", "text"}
+    if unknown:
+        msg = f"--embeddings: unknown {sorted(unknown)}; choose from go, text."
+        raise SystemExit(msg)
+    extra = {"user_options": _options(args), "verbose": args.verbose, "embeddings": embeddings}
     if args.models:
         extra["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.modality:
@@ -87,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         p.add_argument("--no-perturbnet", action="store_true", help="skip PerturbNet (the slowest model)")
         p.add_argument("--no-text", action="store_true", help="skip the text (gene-summary) embedding")
+        p.add_argument("--embeddings", default="go,text", help="gene embeddings to use: go, text or go,text (default)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--quiet", action="store_true", help="no progress bars or time estimates")
         p.add_argument(
@@ -129,10 +135,14 @@ def _check(path: str, config) -> int:
         return 2
     from . import pp
 
-    try:
-        go = pp.go_embedding(n_components=64, rng=config.seed)
-    except (FileNotFoundError, OSError):
-        go = None
+    go = None
+    if "go" not in config.extra["embeddings"]:
+        config.extra["go_reason"] = "the GO embedding was not requested (`--embeddings`)"
+    else:
+        try:
+            go = pp.go_embedding(n_components=64, rng=config.seed)
+        except (FileNotFoundError, OSError) as err:
+            screen.notes.append(f"GO embedding unavailable ({err}).")
     for name, a in screen.datasets.items():
         perts = [p for p in a.obs["perturbation"].astype(str).unique() if p != "control"]
         share = (

@@ -98,8 +98,10 @@ def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     return wide[[m for m in metrics.KEY_METRICS if m in wide.columns]]
 
 
-def _embeddings(adata, cfg: BenchmarkConfig, go: pd.DataFrame, texts: pd.DataFrame | None) -> dict[str, pd.DataFrame]:
-    out = {"go": go}
+def _embeddings(
+    adata, cfg: BenchmarkConfig, go: pd.DataFrame | None, texts: pd.DataFrame | None
+) -> dict[str, pd.DataFrame]:
+    out = {} if go is None else {"go": go}
     if texts is not None:
         out["text"] = texts
     return out
@@ -126,7 +128,10 @@ def _models(
         models["knn5_go"] = (tl.KNN, {"embedding": "emb_go", "k": 5})
     else:
         for m in ("linear_go", "knn1_go", "knn5_go", "gp_go", "stamp_go", "perturbnet_go"):
-            skipped[m] = "the GO embedding is not available for these perturbations (see the coverage note)"
+            skipped[m] = (
+                cfg.extra.get("go_reason")
+                or "the GO embedding covers too few of these perturbations (see the coverage note)"
+            )
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -635,9 +640,12 @@ def _run(dataset: str, out: Path, cfg: BenchmarkConfig) -> pd.DataFrame:
     report = _Report(out)
     started = time.perf_counter()
     names = _resolve(dataset)
-    go = pp.go_embedding(n_components=64, rng=cfg.seed)
+    wanted = cfg.extra.get("embeddings", ("go", "text"))
+    go = pp.go_embedding(n_components=64, rng=cfg.seed) if "go" in wanted else None
+    if go is None:
+        cfg.extra["go_reason"] = "the GO embedding was not requested (`--embeddings`)"
     texts = None
-    if cfg.text_embedding:
+    if cfg.text_embedding and "text" in wanted:
         try:
             texts = pp.text_embedding(show_progress_bar=False)
         except ImportError as err:
@@ -649,6 +657,11 @@ def _run(dataset: str, out: Path, cfg: BenchmarkConfig) -> pd.DataFrame:
     clf = _gi_classifier_section(report, cfg) if "devel" in names else None
     for name in names:
         if name == "replogle":
+            if "go" not in embeddings:
+                report.text(
+                    "## Replogle 2022 K562 -> RPE1\n\nSkipped: the section needs the GO embedding (`--embeddings go`)."
+                )
+                continue
             tables = replogle_transfer(cfg, embeddings=embeddings, report=report)
             for key, frame in tables.items():
                 frame.to_csv(out / f"replogle2022_{key}.csv", index=False)
