@@ -100,3 +100,17 @@ def test_cli_embeddings_option_skips_go_models_with_a_reason(tmp_path, capsys):
     assert "skipped knn1_go: the GO embedding was not requested (`--embeddings`)" in out
     with pytest.raises(SystemExit, match="unknown"):
         main(["check", str(path), "--embeddings", "go,esm"])
+
+
+def test_guide_agreement_by_hand():
+    a = pt.data.synthetic(n_cells=600, n_genes=30, n_perturbations=3, rng=3)
+    gen = np.random.default_rng(0)
+    a.obs["guide"] = [p if p == "control" else f"{p}_{gen.integers(1, 3)}" for p in a.obs["perturbation"].astype(str)]
+    table = pt.pp.guide_agreement(a, "guide")
+    target = table.index[0]
+    X = a.X.toarray()
+    ctrl = X[(a.obs["perturbation"] == "control").to_numpy()].mean(0)
+    d1 = X[(a.obs["guide"] == f"{target}_1").to_numpy()].mean(0) - ctrl
+    d2 = X[(a.obs["guide"] == f"{target}_2").to_numpy()].mean(0) - ctrl
+    assert table.loc[target, "mean_pearson"] == pytest.approx(np.corrcoef(d1, d2)[0, 1], rel=1e-6)
+    assert table.loc[target, "n_guides"] == 2

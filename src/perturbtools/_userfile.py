@@ -129,6 +129,9 @@ def prepare_screen(path: str | Path, opts: UserFileOptions, *, backed: bool = Fa
             f"`X` holds raw counts ({why}): log-normalised (log1p CP10k) for labels and models; counts kept for PerturbNet."
         )
     pp.standardize_perturbations(adata, source_key, control=opts.control, delimiter=opts.delimiter)
+    if guides is not None:  # agreement of the guides of each target, on the log-normalised data
+        agreement = pp.guide_agreement(adata, opts.perturbation_key, target_key=PERTURBATION_KEY)
+        guides = guides.join(agreement[["mean_pearson"]].rename(columns={"mean_pearson": "guide_agreement_pearson"}))
     design = None
     if opts.batch_key is not None:
         with warnings.catch_warnings(record=True) as caught:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from ._de_table import labels_from_de_table
 from ._deg import deg_labels
-from ._design import check_design, collapse_guides, guide_targets, looks_guide_level, looks_like_counts
+from ._design import (
+    check_design,
+    collapse_guides,
+    guide_agreement,
+    guide_targets,
+    looks_guide_level,
+    looks_like_counts,
+)
 from ._embeddings import (
     add_gene_embedding,
     embedding_coverage,
@@ -27,6 +34,7 @@ __all__ = [
     "get_gene_embedding",
     "go_embedding",
     "go_matrix",
+    "guide_agreement",
     "guide_targets",
     "kfold_perturbations",
     "labels_from_de_table",

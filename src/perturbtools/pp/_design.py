@@ -126,3 +126,61 @@ def check_design(
             stacklevel=2,
         )
     return table
+
+
+def guide_agreement(
+    adata: AnnData,
+    guide_key: str,
+    *,
+    target_key: str = PERTURBATION_KEY,
+    control: str = CONTROL,
+    layer: str | None = None,
+    min_cells: int = 5,
+) -> pd.DataFrame:
+    """Agreement of the guides of each target: mean pairwise Pearson correlation of their deltas.
+
+    A guide's delta is its cells' mean minus the control mean over all genes. Guides of one target that disagree point to off-target effects, weak guides or too few cells.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes, log-normalised.
+    guide_key
+        ``obs`` column of guide labels.
+    target_key
+        ``obs`` column of the target of each cell (e.g. written by :func:`collapse_guides`).
+    control
+        Control label in ``target_key``.
+    layer
+        Layer to read instead of ``X``.
+    min_cells
+        Guides with fewer cells are left out.
+
+    Returns
+    -------
+    DataFrame per target with two or more guides: ``n_guides``, ``min_cells`` (of its guides), ``mean_pearson``
+    (mean over guide pairs of the Pearson correlation of their deltas).
+    """
+    X = adata.X if layer is None else adata.layers[layer]
+    guides = adata.obs[guide_key].astype(str).to_numpy()
+    targets = adata.obs[target_key].astype(str).to_numpy()
+
+    def mean_of(mask):
+        sub = X[mask]
+        return np.asarray(sub.mean(axis=0)).ravel().astype(np.float64)
+
+    ctrl = mean_of(targets == control)
+    rows = {}
+    for target in pd.unique(targets[targets != control]):
+        names = [g for g in pd.unique(guides[targets == target]) if (guides == g).sum() >= min_cells]
+        if len(names) < 2:
+            continue
+        deltas = np.stack([mean_of(guides == g) - ctrl for g in names])
+        corr = np.corrcoef(deltas)
+        pairs = corr[np.triu_indices(len(names), k=1)]
+        rows[target] = {
+            "n_guides": len(names),
+            "min_cells": int(min((guides == g).sum() for g in names)),
+            "mean_pearson": float(np.nanmean(pairs)),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("target")
