@@ -271,6 +271,23 @@ def replogle2022_degsets(
     -------
     ``(k562, rpe1)``: label-only AnnData (:func:`perturbtools.pp.labels_from_de_table`) with the same genes in the
     same order and the knockdowns both lines share, labelled under ``"deg"``; ``modality`` is CRISPRi.
+
+    Examples
+    --------
+    Pretrain STAMP on K562, fine-tune on a few RPE1 knockdowns, predict the others' up-regulated genes:
+
+    >>> import perturbtools as pt
+    >>> k562, rpe1 = pt.data.replogle2022_degsets()  # doctest: +SKIP
+    >>> go = pt.pp.go_embedding()  # doctest: +SKIP
+    >>> for a in (k562, rpe1):  # doctest: +SKIP
+    ...     pt.pp.add_gene_embedding(a, go, key_added="go")
+    >>> kds = [k for k in rpe1.uns["deg"]["perturbations"] if k in go.index]  # doctest: +SKIP
+    >>> model = pt.tl.STAMP(k562, embedding="go").fit(kds, max_epochs=30)  # doctest: +SKIP
+    >>> tuned = pt.tl.STAMP.from_pretrained(model, rpe1).fine_tune(kds[:20], max_epochs=30)  # doctest: +SKIP
+    >>> proba = tuned.predict(kds[20:], inplace=False).de_proba  # genes x knockdowns  # doctest: +SKIP
+
+    Baselines on the same footing: ``pt.tl.FrequencyPrior(rpe1)``, ``pt.tl.SourceRanking(rpe1, source=k562)``,
+    ``pt.tl.LabelStacking(rpe1, source=k562)``; curves with ``pt.tl.few_shot(k562, rpe1, ...)``.
     """
     import gzip
     from pathlib import Path as _Path
