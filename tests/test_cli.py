@@ -42,11 +42,13 @@ def test_cli_check_and_quick_benchmark_on_a_user_file(tmp_path, capsys):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## my_screen_stim" in report and "## my_screen_unstim" in report
     assert "models skipped" in report and "knn1_go" in report
+    assert "tested against the control cells of its own batches of `obs['well']`" in report
     metrics = pd.read_csv(tmp_path / "out" / "metrics.csv")
     assert set(metrics["model"]) == {"noncontrol_mean", "control_mean", "linear"}
     # 6 targets per condition (guides collapsed), not 12 guide labels
     h5 = ad.read_h5ad(tmp_path / "out" / "my_screen_stim.h5ad")
     assert len(h5.uns["deg"]["perturbations"]) == 6
+    assert h5.uns["deg"]["params"]["batch_key"] == "well" and len(h5.uns["deg"]["n_control_cells_matched"]) == 6
     # the input file is unchanged
     again = ad.read_h5ad(path)
     np.testing.assert_array_equal(again.X.toarray() if hasattr(again.X, "toarray") else again.X,

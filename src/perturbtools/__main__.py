@@ -50,6 +50,8 @@ def _config(args):
         extra["modality"] = args.modality
     if args.modality_key:
         extra["modality_key"] = args.modality_key
+    if args.batch_key:
+        extra["batch_key"] = args.batch_key  # controls matched within batch in the labels
     return BenchmarkConfig(
         n_splits=args.n_splits, quick=args.quick, perturbnet=not args.no_perturbnet,
         text_embedding=not args.no_text, seed=args.seed, extra=extra,

@@ -51,6 +51,15 @@ class LabelledData:
     def from_adata(cls, adata: AnnData, labels_key: str = "deg") -> LabelledData:
         """Collect the labels written under ``labels_key``."""
         adata = _as_anndata(adata)
+        conditions = (
+            adata.uns.get(labels_key, {}).get("conditions") if isinstance(adata.uns.get(labels_key), dict) else None
+        )
+        if conditions is not None:
+            msg = (
+                f"The labels under {labels_key!r} are per condition: pass one of "
+                f"{[str(k) for k in dict(conditions).values()]} as `labels_key`."
+            )
+            raise KeyError(msg)
         keys = label_keys(labels_key)
         for key in (keys.mean, keys.is_de, keys.fc):
             _check_result(adata, key, producer=f"pt.pp.deg_labels(adata, key_added={labels_key!r})")

@@ -206,7 +206,14 @@ def _benchmark_one(
     modality_key = cfg.extra.get("modality_key", "perturbation_type" if modality is None else None)
     if modality_key is not None and modality_key not in adata.obs:
         modality_key = None
-    pp.deg_labels(adata, modality_key=modality_key, modality=modality if modality_key is None else None)
+    batch_key = cfg.extra.get("batch_key")
+    pp.deg_labels(
+        adata, modality_key=modality_key, modality=modality if modality_key is None else None, batch_key=batch_key
+    )
+    if batch_key is not None:
+        report.text(
+            f"{name}: each perturbation is tested against the control cells of its own batches of `obs[{batch_key!r}]`."
+        )
     labelled = list(adata.uns["deg"]["perturbations"])
     kept = {}
     for key, emb in embeddings.items():

@@ -169,3 +169,54 @@ def test_mudata_needs_modality(adata):
         pt.pp.deg_labels(md)
     pt.pp.deg_labels(md, mod="rna")
     assert "deg_is_de" in md.mod["rna"].varm
+
+
+def test_labels_per_condition_against_that_conditions_controls():
+    from scipy import stats
+
+    a = pt.data.synthetic(n_cells=800, n_genes=30, n_perturbations=4, rng=5)
+    a.obs["condition"] = np.where(np.arange(a.n_obs) % 2 == 0, "stim", "unstim")
+    X = a.X.toarray()
+    X[(a.obs["condition"] == "stim").to_numpy()] += 0.5  # a condition effect on every cell, controls included
+    a.X = X
+    pt.pp.deg_labels(a, condition_key="condition")
+    assert dict(a.uns["deg"]["conditions"]) == {"stim": "deg_stim", "unstim": "deg_unstim"}
+    pert = next(p for p in a.uns["deg_stim"]["perturbations"])
+    cond = (a.obs["condition"] == "stim").to_numpy()
+    cells = X[cond & (a.obs["perturbation"] == pert).to_numpy()]
+    ctrl = X[cond & (a.obs["perturbation"] == "control").to_numpy()]
+    t = stats.ttest_ind(cells, ctrl, equal_var=False).statistic
+    np.testing.assert_allclose(a.varm["deg_stim_scores"][pert].to_numpy(), np.nan_to_num(t), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a.var["deg_stim_control_mean"], ctrl.mean(0), rtol=1e-5)
+    with pytest.raises(KeyError, match="per condition"):
+        pt.tl.NonControlMean(a)
+    pt.tl.NonControlMean(a, labels_key="deg_unstim").fit()
+
+
+def test_controls_matched_within_batch():
+    from scipy import stats
+
+    a = pt.data.synthetic(n_cells=900, n_genes=30, n_perturbations=4, rng=6)
+    perts = a.obs["perturbation"].astype(str).to_numpy()
+    singles = [p for p in pd.unique(perts) if p != "control"]
+    # batch 0: the first two perturbations and half the controls; batch 1: the rest
+    ctrl_idx = np.flatnonzero(perts == "control")
+    batch = np.where(np.isin(perts, singles[:2]), "w0", "w1").astype(object)
+    batch[ctrl_idx[: len(ctrl_idx) // 2]] = "w0"
+    a.obs["well"] = batch
+    X = a.X.toarray()
+    X[(a.obs["well"] == "w0").to_numpy()] += 0.3  # a batch effect
+    a.X = X
+    pt.pp.deg_labels(a, batch_key="well")
+    p = singles[0]
+    cells = X[perts == p]
+    ctrl = X[(perts == "control") & (batch == "w0")]
+    t = np.nan_to_num(stats.ttest_ind(cells, ctrl, equal_var=False).statistic)
+    # float32 data; moments recombined from per-batch means and variances
+    np.testing.assert_allclose(a.varm["deg_scores"][p].to_numpy(), t, rtol=1e-3, atol=1e-4)
+    unmatched = np.nan_to_num(stats.ttest_ind(cells, X[perts == "control"], equal_var=False).statistic)
+    assert np.abs(unmatched - t).max() > 0.5  # the batch effect: matching matters here
+    matched = dict(zip(a.uns["deg"]["perturbations"], a.uns["deg"]["n_control_cells_matched"], strict=True))
+    assert matched[p] == len(ctrl) and matched[singles[2]] == int(((perts == "control") & (batch == "w1")).sum())
+    # the expression metrics keep the mean of all controls
+    np.testing.assert_allclose(a.var["deg_control_mean"], X[perts == "control"].mean(0), rtol=1e-5)

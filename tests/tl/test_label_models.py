@@ -141,3 +141,16 @@ def test_embedding_logistic_equals_sklearn_per_gene():
         np.testing.assert_allclose(m.coef_[:, g], ref.coef_[0], atol=2e-4)
         np.testing.assert_allclose(m.intercept_[g], ref.intercept_[0], atol=2e-4)
     assert m.predict(perts[16:], inplace=False).de_proba.shape == (b.n_vars, len(perts) - 16)
+
+
+def test_few_shot_between_conditions_of_one_anndata():
+    pytest.importorskip("torch")
+    a = pt.data.synthetic(n_cells=1200, n_genes=40, n_perturbations=8, rng=2)
+    a.obs["condition"] = np.where(np.arange(a.n_obs) % 2 == 0, "stim", "unstim")
+    pt.pp.deg_labels(a, condition_key="condition")
+    pt.pp.add_gene_embedding(a, a.uns["synthetic"]["gene_embedding"])
+    out = pt.tl.few_shot(
+        a, a, (pt.tl.STAMP, {"hidden1": (16, 16)}, {"max_epochs": 2, "show_progress_bar": False}), shots=(0, 2),
+        labels_key="deg_stim", source_labels_key="deg_unstim", n_splits=2, show_progress_bar=False,
+    )  # fmt: skip
+    assert set(out["strategy"]) == {"pretrained", "scratch"} and set(out["n"]) == {0, 2}

@@ -62,6 +62,8 @@ def deg_labels(
     modality: Modality | None = None,
     modality_key: str | None = None,
     mod: str | None = None,
+    condition_key: str | None = None,
+    batch_key: str | None = None,
     key_added: str = "deg",
     copy: bool = False,
 ) -> AnnData | None:
@@ -95,6 +97,18 @@ def deg_labels(
         Column of ``adata.obs`` with the modality per cell (e.g. ``"perturbation_type"``), instead of ``modality``.
     mod
         Modality of a MuData to use.
+    condition_key
+        Column of ``adata.obs`` with conditions (e.g. stimulated / unstimulated). Labels are computed per condition
+        against that condition's control cells and written under ``f"{key_added}_{condition}"`` (one labels key per
+        condition; ``adata.uns[key_added]["conditions"]`` maps condition to key). Models, CV and few-shot take one
+        of those keys as ``labels_key``; transfer between conditions is ``few_shot(adata, adata,
+        labels_key=..., source_labels_key=...)``.
+    batch_key
+        Column of ``adata.obs`` with batches (wells, lanes, donors). Each perturbation is tested against the control
+        cells of the batches its own cells come from (all controls where those batches have fewer than 2);
+        ``uns[key_added]["n_control_cells_matched"]`` records how many. The FC and direction use the matched control
+        mean; ``var[f"{key_added}_control_mean"]`` (used by the expression metrics) stays the mean of all controls.
+        See also :func:`perturbtools.pp.check_design`.
     key_added
         Prefix of every key written.
     copy
@@ -121,7 +135,16 @@ def deg_labels(
     perturbation names, target genes, cell counts and modality.
     """
     adata = _as_anndata(adata, mod=mod)
+    if condition_key is not None:
+        return _deg_labels_per_condition(
+            adata, perturbation_key, condition_key, key_added=key_added, copy=copy,
+            kwargs={"control": control, "delimiter": delimiter, "layer": layer, "pval_cutoff": pval_cutoff,
+                    "fc_offset": fc_offset, "min_cells": min_cells, "modality": modality, "modality_key": modality_key,
+                    "batch_key": batch_key},
+        )  # fmt: skip
     _check_obs_key(adata, perturbation_key)
+    if batch_key is not None:
+        _check_obs_key(adata, batch_key)
     _check_control(adata, perturbation_key, control)
     _check_layer(adata, layer)
     _check_unique_var_names(adata)
@@ -160,6 +183,10 @@ def deg_labels(
     perts = [str(p) for p in names[keep]]
     mean_p, var_p, n_p = moments.mean[keep], moments.var[keep], moments.n[keep]
     mean_c, var_c, n_c = moments.mean[ctrl], moments.var[ctrl], moments.n[ctrl]
+    mean_all_c = mean_c
+    n_matched = None
+    if batch_key is not None:
+        mean_c, var_c, n_c, n_matched = _matched_controls(X, codes, len(names), adata.obs[batch_key], keep, ctrl)
 
     scores, pvals = welch_t(mean_p, var_p, n_p[:, None], mean_c, var_c, n_c)
     pvals_adj = bh_adjust(pvals)
@@ -193,7 +220,7 @@ def deg_labels(
     }
     for key, values in frames.items():
         adata.varm[key] = pd.DataFrame(values.T, index=adata.var_names, columns=perts)
-    adata.var[keys.control_mean] = mean_c.astype(np.float32)
+    adata.var[keys.control_mean] = mean_all_c.astype(np.float32)
     adata.uns[key_added] = {
         "params": {
             "perturbation_key": perturbation_key,
@@ -205,15 +232,77 @@ def deg_labels(
             "min_cells": min_cells,
             "test": "welch_t",
             "correction": "benjamini-hochberg",
+            "batch_key": batch_key,
         },
         "perturbations": perts,
         "targets": [delimiter.join(parse_perturbation(p, control=control, delimiter=delimiter)) for p in perts],
         "n_cells": n_p.astype(int),
-        "n_control_cells": int(n_c),
+        "n_control_cells": int(moments.n[ctrl]),
+        **({} if n_matched is None else {"n_control_cells_matched": n_matched}),
         "modality": modalities,
     }
     logger.info("added `.varm[%r]` ... `.varm[%r]` and `.uns[%r]`", keys.mean, keys.large_effect, key_added)
     return adata if copy else None
+
+
+def _matched_controls(X, codes, n_groups, batch: pd.Series, keep: np.ndarray, ctrl: int):
+    """Control moments per perturbation from the controls of the batches that perturbation's cells come from.
+
+    One pass of group sums over (group, batch); batches with fewer than 2 matched controls fall back to all controls.
+    Returns per-perturbation control mean and variance (perturbations x genes), counts (perturbations x 1), and the
+    number of matched control cells per perturbation.
+    """
+    bcodes = pd.Categorical(batch.astype(str)).codes.astype(np.int64)
+    n_b = int(bcodes.max()) + 1
+    m = group_moments(X, codes * n_b + bcodes, n_groups * n_b)
+    n = m.n.reshape(n_groups, n_b)
+    with np.errstate(invalid="ignore"):
+        sums = np.nan_to_num(m.mean * m.n[:, None]).reshape(n_groups, n_b, -1)
+        sumsq = np.nan_to_num(m.var * (m.n - 1)[:, None] + m.mean**2 * m.n[:, None]).reshape(n_groups, n_b, -1)
+    present = n[keep] > 0  # perturbations x batches
+    n_c = present.astype(float) @ n[ctrl]
+    s_c = np.einsum("pb,bg->pg", present.astype(float), sums[ctrl])
+    q_c = np.einsum("pb,bg->pg", present.astype(float), sumsq[ctrl])
+    fallback = n_c < 2
+    if fallback.any():
+        n_c[fallback] = n[ctrl].sum()
+        s_c[fallback] = sums[ctrl].sum(axis=0)
+        q_c[fallback] = sumsq[ctrl].sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s_c / n_c[:, None]
+        var = (q_c / n_c[:, None] - mean**2) * (n_c / (n_c - 1))[:, None]
+    return mean, np.maximum(var, 0.0), n_c[:, None], n_c.astype(int)
+
+
+def _deg_labels_per_condition(adata, perturbation_key, condition_key, *, key_added, copy, kwargs):
+    """Labels per condition against that condition's controls, one labels key per condition."""
+    _check_obs_key(adata, condition_key)
+    target = adata.copy() if copy else adata
+    conditions = [str(c) for c in pd.unique(target.obs[condition_key].astype(str))]
+    written = {}
+    for cond in conditions:
+        sub = target[(target.obs[condition_key].astype(str) == cond).to_numpy()].copy()
+        key = f"{key_added}_{cond}"
+        if (sub.obs[perturbation_key].astype(str) == kwargs["control"]).sum() < 2:
+            warnings.warn(
+                f"Condition {cond!r} of `adata.obs[{condition_key!r}]` has fewer than 2 control cells; it gets no labels.",
+                UserWarning,
+                stacklevel=3,
+            )
+            continue
+        deg_labels(sub, perturbation_key, key_added=key, **kwargs)
+        for field in label_keys(key):
+            if field in sub.varm:
+                target.varm[field] = sub.varm[field]
+        target.var[label_keys(key).control_mean] = sub.var[label_keys(key).control_mean]
+        target.uns[key] = sub.uns[key]
+        written[cond] = key
+    target.uns[key_added] = {
+        "conditions": written,
+        "params": {"condition_key": condition_key, "perturbation_key": perturbation_key},
+    }
+    logger.info("labels per condition under %s", list(written.values()))
+    return target if copy else None
 
 
 def _modalities(adata, labels, perts, modality, modality_key) -> list[str]:

@@ -258,6 +258,7 @@ def few_shot(
     shots: Sequence[int] = (0, 2, 4, 6, 8, 10, 15, 20, 25, 30, 40),
     baselines: Mapping[str, ModelSpec] | None = None,
     labels_key: str = "deg",
+    source_labels_key: str | None = None,
     n_splits: int = 5,
     finetune_kwargs: Mapping[str, Any] | None = None,
     source_perturbations: Sequence[str] | None = None,
@@ -288,7 +289,11 @@ def few_shot(
     baselines
         Extra models trained from scratch on the target shots.
     labels_key, n_splits, rng, show_progress_bar
-        As in :func:`cross_validate`.
+        As in :func:`cross_validate` (``labels_key``: the target's labels).
+    source_labels_key
+        Labels key of ``source`` (default ``labels_key``). With labels per condition
+        (``pt.pp.deg_labels(condition_key=...)``), ``few_shot(adata, adata, labels_key="deg_stim",
+        source_labels_key="deg_unstim")`` transfers between conditions like between cell lines.
     finetune_kwargs
         Training arguments for fine-tuning (default: the model's ``fit_kwargs``).
     source_perturbations
@@ -317,7 +322,9 @@ def few_shot(
     finetune_kwargs = dict(fit_kwargs if finetune_kwargs is None else finetune_kwargs)
     rng = _as_rng(rng)
     seed = int(rng.integers(2**31))
-    pretrained = cls(source, labels_key=labels_key, **init_kwargs).fit(source_perturbations, rng=seed, **fit_kwargs)
+    pretrained = cls(source, labels_key=source_labels_key or labels_key, **init_kwargs).fit(
+        source_perturbations, rng=seed, **fit_kwargs
+    )
     data = LabelledData.from_adata(target, labels_key)
     folds = list(kfold_perturbations(list(perturbations or data.perturbations), n_splits, rng=seed))
     base_specs = {name: _unpack(s) for name, s in (baselines or {}).items()}
@@ -332,7 +339,7 @@ def few_shot(
         train_all, test = folds[fold]
         order = np.random.default_rng(seed + fold).permutation(len(train_all))
         train = [train_all[i] for i in order[:n]]
-        tuned = cls.from_pretrained(pretrained, target)
+        tuned = cls.from_pretrained(pretrained, target, labels_key=labels_key)
         if n:
             tuned.fine_tune(train, rng=seed + fold, **finetune_kwargs)
         per, pooled, _ = _fit_evaluate(spec, target, data, train, test, labels_key=labels_key, seed=seed, model=tuned)
