@@ -2,12 +2,14 @@
 
     PERTURBTOOLS_DATA_DIR=../shared/data python benchmarks/bench_replogle_transfer.py [--quick]
 
-The same code the main job runs (`perturbtools._pipeline.replogle_transfer`). Writes to benchmarks/results/:
+The same code the main job runs (`perturbtools._pipeline.replogle_transfer`); the committed tables come from the main
+job (`perturbtools benchmark`, in benchmarks/results/report/replogle2022_*.csv). This script writes them, alone, to
+benchmarks/results/:
 - replogle2022_few_shot.csv: per (strategy, n) mean AUROC / average precision over test knockdowns with 95% CIs,
   and the paired difference to the RPE1 frequency prior (Wilcoxon and t-test p)
 - replogle2022_few_shot_per_knockdown.csv: every test knockdown's metrics (for other paired tests)
 - replogle2022_cv.csv: 5-fold CV within each line per embedding; replogle2022_coverage.csv: embedding coverage
-- replogle2022_few_shot.png: the curves
+- replogle_report/report.md and figures: the report section
 """
 
 from __future__ import annotations
