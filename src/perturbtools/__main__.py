@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check(path: str, config) -> int:
     """Validate the file and print the plan without training anything."""
-    from ._pipeline import _models
+    from ._pipeline import MIN_EMBEDDING_SHARE, _models, embedding_share
     from ._userfile import plan, prepare_screen
 
     try:
@@ -147,28 +147,18 @@ def _check(path: str, config) -> int:
             screen.notes.append(f"GO embedding unavailable ({err}).")
     for name, a in screen.datasets.items():
         perts = [p for p in a.obs["perturbation"].astype(str).unique() if p != "control"]
-        share = (
-            0.0
-            if go is None
-            else sum(all(g in go.index for g in pp.parse_perturbation(p)) for p in perts) / max(len(perts), 1)
-        )
-        embeddings = {"go": go} if go is not None and share >= 0.8 else {}
-        if go is not None and share < 0.8:
+        share = 0.0 if go is None else embedding_share(perts, go)
+        embeddings = {"go": go} if go is not None and share >= MIN_EMBEDDING_SHARE else {}
+        if go is not None and share < MIN_EMBEDDING_SHARE:
             screen.notes.append(
-                f"{name}: the GO embedding covers {share:.0%} of the perturbations (< 80%): GO models are skipped."
+                f"{name}: the GO embedding covers {share:.0%} of the perturbations "
+                f"(< {MIN_EMBEDDING_SHARE:.0%}): GO models are skipped."
             )
         counts = screen.counts
         models, skipped = _models(config, embeddings, counts=counts, perturbnet=config.perturbnet and counts)
         if config.perturbnet and not counts:
             skipped["perturbnet_go"] = "no raw counts (`--counts-layer`)"
-        print(
-            plan(
-                type(screen)({name: a}, screen.counts, [], screen.guides, screen.design),
-                models=models,
-                skipped=skipped,
-                n_splits=config.n_splits,
-            )
-        )
+        print(plan(name, a, models=models, skipped=skipped, n_splits=config.n_splits))
     for note in screen.notes:
         print(f"note: {note}")
     return 0

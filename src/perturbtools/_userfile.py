@@ -155,19 +155,17 @@ def prepare_screen(path: str | Path, opts: UserFileOptions, *, backed: bool = Fa
     return PreparedScreen(datasets, counts, notes, guides, design)
 
 
-def plan(screen: PreparedScreen, *, models: dict[str, Any], skipped: dict[str, str], n_splits: int) -> str:
-    """What the main job will run on a prepared screen, with a rough time estimate per section."""
-    lines = []
-    for name, a in screen.datasets.items():
-        perts = a.obs[PERTURBATION_KEY].astype(str)
-        n_pert = perts[perts != CONTROL].nunique()
-        n_ctrl = int((perts == CONTROL).sum())
-        lines.append(f"{name}: {a.n_obs} cells x {a.n_vars} genes, {n_pert} perturbations, {n_ctrl} control cells")
-        seconds = estimate_seconds(a.n_obs, a.n_vars, n_pert, list(models), n_splits)
-        lines.append(f"  will run ({n_splits}-fold CV, about {seconds:.0f} s on 2 CPU cores): {', '.join(models)}")
-        for m, reason in skipped.items():
-            lines.append(f"  skipped {m}: {reason}")
-    lines += [f"note: {n}" for n in screen.notes]
+def plan(name: str, adata: Any, *, models: dict[str, Any], skipped: dict[str, str], n_splits: int) -> str:
+    """What the main job will run on one prepared dataset, with a rough time estimate."""
+    perts = adata.obs[PERTURBATION_KEY].astype(str)
+    n_pert = perts[perts != CONTROL].nunique()
+    n_ctrl = int((perts == CONTROL).sum())
+    seconds = estimate_seconds(adata.n_obs, adata.n_vars, n_pert, list(models), n_splits)
+    lines = [
+        f"{name}: {adata.n_obs} cells x {adata.n_vars} genes, {n_pert} perturbations, {n_ctrl} control cells",
+        f"  will run ({n_splits}-fold CV, about {seconds:.0f} s on 2 CPU cores): {', '.join(models)}",
+    ]
+    lines += [f"  skipped {m}: {reason}" for m, reason in skipped.items()]
     return "\n".join(lines)
 
 

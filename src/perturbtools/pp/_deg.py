@@ -19,7 +19,7 @@ from .._validation import (
     _check_unique_var_names,
     _check_values,
 )
-from ._deg_core import bh_adjust, fold_change, group_moments, top_masks, welch_t
+from ._deg_core import _moments, bh_adjust, fold_change, group_moments, top_masks, welch_t
 from ._perturbations import parse_perturbation
 
 if TYPE_CHECKING:
@@ -256,22 +256,13 @@ def _matched_controls(X, codes, n_groups, batch: pd.Series, keep: np.ndarray, ct
     n_b = int(bcodes.max()) + 1
     m = group_moments(X, codes * n_b + bcodes, n_groups * n_b)
     n = m.n.reshape(n_groups, n_b)
-    with np.errstate(invalid="ignore"):
-        sums = np.nan_to_num(m.mean * m.n[:, None]).reshape(n_groups, n_b, -1)
-        sumsq = np.nan_to_num(m.var * (m.n - 1)[:, None] + m.mean**2 * m.n[:, None]).reshape(n_groups, n_b, -1)
-    present = n[keep] > 0  # perturbations x batches
-    n_c = present.astype(float) @ n[ctrl]
-    s_c = np.einsum("pb,bg->pg", present.astype(float), sums[ctrl])
-    q_c = np.einsum("pb,bg->pg", present.astype(float), sumsq[ctrl])
+    sums, sumsq = m.sums.reshape(n_groups, n_b, -1), m.sumsq.reshape(n_groups, n_b, -1)
+    present = (n[keep] > 0).astype(float)  # perturbations x batches
+    n_c, s_c, q_c = present @ n[ctrl], present @ sums[ctrl], present @ sumsq[ctrl]
     fallback = n_c < 2
-    if fallback.any():
-        n_c[fallback] = n[ctrl].sum()
-        s_c[fallback] = sums[ctrl].sum(axis=0)
-        q_c[fallback] = sumsq[ctrl].sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = s_c / n_c[:, None]
-        var = (q_c / n_c[:, None] - mean**2) * (n_c / (n_c - 1))[:, None]
-    return mean, np.maximum(var, 0.0), n_c[:, None], n_c.astype(int)
+    n_c[fallback], s_c[fallback], q_c[fallback] = n[ctrl].sum(), sums[ctrl].sum(axis=0), sumsq[ctrl].sum(axis=0)
+    matched = _moments(n_c, s_c, q_c)
+    return matched.mean, np.maximum(matched.var, 0.0), n_c[:, None], n_c.astype(int)
 
 
 def _deg_labels_per_condition(adata, perturbation_key, condition_key, *, key_added, copy, kwargs):

@@ -9,11 +9,13 @@ from scipy import sparse, special
 
 
 class GroupMoments(NamedTuple):
-    """Per-group cell count, mean and unbiased variance (groups x genes), and a summary of the values seen."""
+    """Per-group cell count, mean, unbiased variance and the sums behind them (groups x genes); a value summary."""
 
     n: np.ndarray
     mean: np.ndarray
     var: np.ndarray
+    sums: np.ndarray | None = None
+    sumsq: np.ndarray | None = None
     value_min: float = np.nan
     value_max: float = np.nan
     n_nonfinite: int = 0
@@ -99,7 +101,7 @@ def _moments(n: np.ndarray, sums: np.ndarray, sumsq: np.ndarray) -> GroupMoments
     with np.errstate(divide="ignore", invalid="ignore"):
         mean = sums / n[:, None]
         var = (sumsq / n[:, None] - mean**2) * (n / (n - 1))[:, None]
-    return GroupMoments(n, mean, var)
+    return GroupMoments(n, mean, var, sums, sumsq)
 
 
 def welch_t(mean1, var1, n1, mean2, var2, n2) -> tuple[np.ndarray, np.ndarray]:

@@ -201,7 +201,20 @@ def knn_weights(
     return nn, w / w.sum(axis=1, keepdims=True)
 
 
-class KNN(_MeanModel):
+class _EmbeddingInput:
+    """A gene embedding as model input: each perturbation is the mean of its target genes' rows."""
+
+    def _set_embedding(self, embedding: str | pd.DataFrame | None) -> None:
+        # ``embedding=None`` happens only in ``load``, which restores the table from the saved state
+        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
+
+    def _embed(self, perturbations) -> np.ndarray:
+        return perturbation_embedding(
+            self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
+        )
+
+
+class KNN(_EmbeddingInput, _MeanModel):
     """k-nearest training perturbations in a gene-embedding space.
 
     Perturbation embedding = mean of the target genes' rows. ``k=1`` is Märtens et al.'s comparator; ``k=5`` with
@@ -235,13 +248,7 @@ class KNN(_MeanModel):
     ) -> None:
         key = embedding if isinstance(embedding, str) else None
         super().__init__(adata, embedding=key, k=k, weighted=weighted, **kwargs)
-        # ``embedding=None`` happens only in ``load``, which restores the table from the saved state
-        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
-
-    def _embed(self, perturbations):
-        return perturbation_embedding(
-            self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
-        )
+        self._set_embedding(embedding)
 
     def _fit(self, train, *, rng, **kwargs):
         self.train_emb_ = self._embed(train)

@@ -14,10 +14,9 @@ import numpy as np
 
 from .._labelled import LabelledData
 from .._predictions import Predictions
-from ..pp._embeddings import get_gene_embedding, perturbation_embedding
 from ._base import PerturbationModel
 from ._base._model import table_from_state, table_state
-from ._baselines import knn_weights
+from ._baselines import _EmbeddingInput, knn_weights
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,6 +28,11 @@ def _percentile(scores: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
     return rankdata(scores, axis=1) / scores.shape[1]
+
+
+def _smoothed_frequency(is_de: np.ndarray, pseudocount: float) -> np.ndarray:
+    """Share of rows (perturbations) in which each gene is a DEG, with ``pseudocount`` DEG and non-DEG added."""
+    return (np.asarray(is_de).sum(axis=0) + pseudocount) / (len(is_de) + 2 * pseudocount)
 
 
 def _de_predictions(model: PerturbationModel, perturbations: list[str], proba: np.ndarray) -> Predictions:
@@ -58,9 +62,7 @@ class FrequencyPrior(PerturbationModel):
         super().__init__(adata, pseudocount=pseudocount, **kwargs)
 
     def _fit(self, train, *, rng, **kwargs):
-        a = self.init_params_["pseudocount"]
-        is_de = self.data_.is_de[self.data_.index(train)]
-        self.freq_ = (is_de.sum(axis=0) + a) / (len(train) + 2 * a)
+        self.freq_ = _smoothed_frequency(self.data_.is_de[self.data_.index(train)], self.init_params_["pseudocount"])
 
     def _predict(self, perturbations):
         return _de_predictions(self, perturbations, np.tile(self.freq_, (len(perturbations), 1)))
@@ -92,18 +94,11 @@ class _SourceMixin:
             "freq": np.asarray(is_de, dtype=np.float64).mean(axis=0),
         }
 
-    def _source_percentile(self, perturbations: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _source_percentile(self, perturbations: list[str]) -> np.ndarray:
         """Source ranking of each perturbation (percentile of its scores); the source frequency where absent."""
         lookup = {p: i for i, p in enumerate(self.source_["perturbations"])}
         fallback = _percentile(self.source_["freq"][None])[0]
-        out = np.empty((len(perturbations), len(fallback)))
-        found = np.zeros(len(perturbations), dtype=bool)
-        for j, p in enumerate(perturbations):
-            if p in lookup:
-                out[j], found[j] = self.source_["percentile"][lookup[p]], True
-            else:
-                out[j] = fallback
-        return out, found
+        return np.stack([self.source_["percentile"][lookup[p]] if p in lookup else fallback for p in perturbations])
 
     def _source_state(self) -> dict[str, np.ndarray]:
         return {
@@ -153,7 +148,7 @@ class SourceRanking(_SourceMixin, PerturbationModel):
         pass
 
     def _predict(self, perturbations):
-        return _de_predictions(self, perturbations, self._source_percentile(perturbations)[0])
+        return _de_predictions(self, perturbations, self._source_percentile(perturbations))
 
     def _get_state(self):
         return self._source_state()
@@ -201,13 +196,12 @@ class PriorSourceCombination(_SourceMixin, PerturbationModel):
         self._init_source(source, source_labels_key)
 
     def _fit(self, train, *, rng, **kwargs):
-        a = self.init_params_["pseudocount"]
-        self.freq_ = (self.data_.is_de[self.data_.index(train)].sum(axis=0) + a) / (len(train) + 2 * a)
+        self.freq_ = _smoothed_frequency(self.data_.is_de[self.data_.index(train)], self.init_params_["pseudocount"])
 
     def _predict(self, perturbations):
         w = self.init_params_["weight"]
         prior = _percentile(self.freq_[None])[0]
-        source, _ = self._source_percentile(perturbations)
+        source = self._source_percentile(perturbations)
         return _de_predictions(self, perturbations, w * prior + (1 - w) * source)
 
     def _get_state(self):
@@ -259,10 +253,10 @@ class LabelStacking(_SourceMixin, PerturbationModel):
         self._init_source(source, source_labels_key)
 
     def _features(self, prior: np.ndarray, perturbations: list[str]) -> np.ndarray:
-        src, _ = self._source_percentile(perturbations)
+        src = self._source_percentile(perturbations)
         a = self.init_params_["pseudocount"]
         n_src = len(self.source_["perturbations"])
-        sfreq = (self.source_["freq"] * n_src + a) / (n_src + 2 * a)
+        sfreq = (self.source_["freq"] * n_src + a) / (n_src + 2 * a)  # the smoothed frequency, from the stored share
         logit = lambda p: np.log(p) - np.log1p(-p)
         prior = np.broadcast_to(prior, src.shape)
         return np.stack([logit(prior), src, np.broadcast_to(logit(sfreq), src.shape)], axis=-1).reshape(-1, 3)
@@ -273,7 +267,7 @@ class LabelStacking(_SourceMixin, PerturbationModel):
         a = self.init_params_["pseudocount"]
         y = self.data_.is_de[self.data_.index(train)]
         n = len(train)
-        self.freq_ = (y.sum(axis=0) + a) / (n + 2 * a)
+        self.freq_ = _smoothed_frequency(y, a)
         loo = (y.sum(axis=0)[None] - y + a) / (n - 1 + 2 * a)  # leave-one-out prior of each training perturbation
         x = self._features(loo, list(train))
         target = y.reshape(-1)
@@ -302,7 +296,7 @@ class LabelStacking(_SourceMixin, PerturbationModel):
         self._restore_source(state)
 
 
-class KNNLabels(PerturbationModel):
+class KNNLabels(_EmbeddingInput, PerturbationModel):
     """kNN classifier in a gene-embedding space: P(DEG) = weighted share of the k nearest training perturbations.
 
     Perturbation embedding = mean of the target genes' rows; weights ``exp(-d_i)`` normalised (as
@@ -337,12 +331,7 @@ class KNNLabels(PerturbationModel):
     ) -> None:
         key = embedding if isinstance(embedding, str) else None
         super().__init__(adata, embedding=key, k=k, prior_weight=prior_weight, **kwargs)
-        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
-
-    def _embed(self, perturbations):
-        return perturbation_embedding(
-            self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
-        )
+        self._set_embedding(embedding)
 
     def _fit(self, train, *, rng, **kwargs):
         self.train_emb_ = self._embed(train)
@@ -362,7 +351,7 @@ class KNNLabels(PerturbationModel):
         self.embedding_ = table_from_state(state, "embedding")
 
 
-class EmbeddingLogistic(PerturbationModel):
+class EmbeddingLogistic(_EmbeddingInput, PerturbationModel):
     """Logistic regression per gene on the perturbation's gene embedding: P(gene g is a DEG | e_p).
 
     One L2-regularised logistic regression per output gene, all sharing the design (the perturbation embeddings,
@@ -401,28 +390,28 @@ class EmbeddingLogistic(PerturbationModel):
     ) -> None:
         key = embedding if isinstance(embedding, str) else None
         super().__init__(adata, embedding=key, C=C, n_components=n_components, max_iter=max_iter, **kwargs)
-        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
+        self._set_embedding(embedding)
 
     def _design(self, perturbations) -> np.ndarray:
-        e = perturbation_embedding(
-            self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
-        )
+        return self._project(self._embed(perturbations))
+
+    def _project(self, e: np.ndarray) -> np.ndarray:
         return (e - self.center_) @ self.components_.T
 
     def _fit(self, train, *, rng, **kwargs):
         from scipy.optimize import minimize
 
-        e = perturbation_embedding(self.embedding_, train, control=self.data_.control, delimiter=self.data_.delimiter)
+        e = self._embed(train)
         self.center_ = e.mean(axis=0)
         k = max(1, min(self.init_params_["n_components"], len(train) - 1, e.shape[1]))
         _, sv, vt = np.linalg.svd(e - self.center_, full_matrices=False)
         scale = np.where(sv[:k] > 0, sv[:k] / np.sqrt(max(len(train) - 1, 1)), 1.0)
         self.components_ = vt[:k] / scale[:, None]  # unit-variance principal components
-        x = self._design(train)
+        x = self._project(e)
         y = self.data_.is_de[self.data_.index(train)].astype(np.float64)
-        n, g = y.shape
+        g = y.shape[1]
         lam = 1.0 / (2.0 * self.init_params_["C"])
-        prior = (y.sum(axis=0) + 0.5) / (n + 1.0)
+        prior = _smoothed_frequency(y, 0.5)
 
         def loss(theta):
             w = theta[: k * g].reshape(k, g)
