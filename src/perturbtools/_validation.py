@@ -38,6 +38,15 @@ def _check_obs_key(adata: AnnData, key: str) -> None:
             "Pass the column that holds perturbation labels as `perturbation_key=`."
         )
         raise KeyError(msg)
+    missing = adata.obs[key].isna().to_numpy()
+    if missing.any():
+        rows = adata.obs_names[missing][:5].tolist()
+        msg = (
+            f"`adata.obs[{key!r}]` has {int(missing.sum())} missing value(s) (e.g. cells {rows}); they would be "
+            f"dropped or read as the label 'nan'. Label them, or keep only labelled cells: "
+            f"`adata = adata[adata.obs[{key!r}].notna()].copy()`."
+        )
+        raise ValueError(msg)
 
 
 def _check_control(adata: AnnData, key: str, control: str) -> None:

@@ -60,3 +60,65 @@ def test_summarize_and_compare():
 def test_needs_predictions(labelled_adata):
     with pytest.raises(KeyError, match="predict"):
         pt.metrics.evaluate(labelled_adata, "nothing")
+
+
+def test_every_metric_at_evaluate_level_by_hand(labelled_adata):
+    """Which mask feeds which metric: each per-perturbation and pooled value recomputed with scipy / sklearn."""
+    from scipy import stats
+    from sklearn.metrics import average_precision_score, r2_score, roc_auc_score
+
+    a = labelled_adata
+    rng = np.random.default_rng(0)
+    a.var["highly_variable"] = rng.random(a.n_vars) < 0.5
+    data = LabelledData.from_adata(a)
+    mu_c = a.var["deg_control_mean"].to_numpy()
+    truth = a.varm["deg_mean"].to_numpy().T
+    pred = np.maximum(truth + rng.normal(scale=0.3, size=truth.shape), 0)
+    preds = Predictions.from_arrays(data.var_names, data.perturbations, mean=pred)
+    per, pooled = pt.metrics.evaluate_predictions(preds, data)
+
+    def fc(m):
+        return (np.expm1(m + 0.1) + 1e-9) / (np.expm1(mu_c + 0.1) + 1e-9)
+
+    vm = {k: a.varm[f"deg_{k}"] for k in ("is_de", "direction", "top20", "top40", "top50", "large_effect", "fc")}
+    hvg = a.var["highly_variable"].to_numpy()
+    for i, p in enumerate(data.perturbations):
+        row, y, t = per.loc[p], pred[i], truth[i]
+        top20, top50 = vm["top20"][p].to_numpy(), vm["top50"][p].to_numpy()
+        assert row["pearson"] == pytest.approx(stats.pearsonr(y, t)[0])
+        assert row["pearson_delta"] == pytest.approx(stats.pearsonr(y - mu_c, t - mu_c)[0])
+        assert row["pearson_de_delta"] == pytest.approx(stats.pearsonr((y - mu_c)[top20], (t - mu_c)[top20])[0])
+        assert row["pearson_de"] == pytest.approx(stats.pearsonr(y[top20], t[top20])[0])
+        assert row["mae"] == pytest.approx(np.abs(y - t).mean())
+        assert row["mae_de"] == pytest.approx(np.abs(y - t)[top20].mean())
+        assert row["mse"] == pytest.approx(((y - t) ** 2).mean())
+        assert row["r2_hvg"] == pytest.approx(r2_score(t[hvg], y[hvg]))
+        assert row["r2_top50"] == pytest.approx(r2_score(t[top50], y[top50]))
+        large = vm["large_effect"][p].to_numpy()
+        if large.sum() >= 2:
+            assert row["r2_large_effect"] == pytest.approx(r2_score(t[large], y[large]))
+        is_de = vm["is_de"][p].to_numpy()
+        assert row["roc_auc_de"] == pytest.approx(roc_auc_score(is_de, np.abs(y - mu_c)))
+        assert row["pr_auc_de"] == pytest.approx(average_precision_score(is_de, np.abs(y - mu_c)))
+        top40 = vm["top40"][p].to_numpy()
+        if 0 < is_de[top40].sum() < top40.sum():
+            assert row["roc_auc_de_top40"] == pytest.approx(roc_auc_score(is_de[top40], np.abs(y - mu_c)[top40]))
+        up = vm["direction"][p].to_numpy()[is_de] > 0
+        if 0 < up.sum() < up.size:
+            assert row["roc_auc_dir"] == pytest.approx(roc_auc_score(up, (y - mu_c)[is_de]))
+        if is_de.sum() >= 2:
+            assert row["pearson_fc"] == pytest.approx(stats.pearsonr(vm["fc"][p].to_numpy()[is_de], fc(y)[is_de])[0])
+            assert row["mse_fc"] == pytest.approx(((vm["fc"][p].to_numpy() - fc(y))[is_de] ** 2).mean())
+    # pooled over every (perturbation, gene) entry
+    all_de = vm["is_de"].to_numpy().T
+    row = pooled[(pooled["stratum"] == "all") & (pooled["mask"] == "all")].iloc[0]
+    assert row["roc_auc_de"] == pytest.approx(roc_auc_score(all_de.ravel(), np.abs(pred - mu_c).ravel()))
+    assert row["pr_auc_de"] == pytest.approx(average_precision_score(all_de.ravel(), np.abs(pred - mu_c).ravel()))
+    all_up = vm["direction"].to_numpy().T[all_de] > 0
+    assert row["roc_auc_dir"] == pytest.approx(roc_auc_score(all_up, (pred - mu_c)[all_de]))
+    true_fc = vm["fc"].to_numpy().T
+    assert row["pearson_fc"] == pytest.approx(stats.pearsonr(true_fc[all_de], fc(pred)[all_de])[0])
+    assert row["n_de"] == all_de.sum()
+    t40 = vm["top40"].to_numpy().T
+    row40 = pooled[(pooled["stratum"] == "all") & (pooled["mask"] == "top40")].iloc[0]
+    assert row40["roc_auc_de"] == pytest.approx(roc_auc_score(all_de[t40], np.abs(pred - mu_c)[t40]))

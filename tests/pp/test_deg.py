@@ -220,3 +220,41 @@ def test_controls_matched_within_batch():
     assert matched[p] == len(ctrl) and matched[singles[2]] == int(((perts == "control") & (batch == "w1")).sum())
     # the expression metrics keep the mean of all controls
     np.testing.assert_allclose(a.var["deg_control_mean"], X[perts == "control"].mean(0), rtol=1e-5)
+
+
+def test_fold_change_and_masks_by_hand(adata):
+    """FC with the default 0.1 offset, direction and the four masks, recomputed here from the cells with scipy."""
+    pt.pp.deg_labels(adata)  # defaults: fc_offset=0.1, pval_cutoff=0.01
+    X = adata.X.toarray().astype(np.float64)
+    labels = adata.obs["perturbation"].astype(str).to_numpy()
+    ctrl = X[labels == "control"]
+    for p in adata.uns["deg"]["perturbations"][:4]:
+        cells = X[labels == p]
+        fc = (np.expm1(cells.mean(0) + 0.1) + 1e-9) / (np.expm1(ctrl.mean(0) + 0.1) + 1e-9)
+        np.testing.assert_allclose(adata.varm["deg_fc"][p], fc, rtol=1e-5)
+        t = np.nan_to_num(stats.ttest_ind(cells, ctrl, equal_var=False).statistic)
+        padj = multipletests(
+            np.nan_to_num(stats.ttest_ind(cells, ctrl, equal_var=False).pvalue, nan=1.0), method="fdr_bh"
+        )[1]
+        is_de = padj <= 0.01
+        np.testing.assert_array_equal(adata.varm["deg_is_de"][p], is_de)
+        np.testing.assert_array_equal(adata.varm["deg_direction"][p], np.where(is_de, np.where(fc >= 1, 1, -1), 0))
+        genes = adata.var_names.to_numpy()
+        order = np.argsort(-t, kind="stable")
+        assert set(genes[adata.varm["deg_top20"][p]]) == set(genes[np.argsort(-np.abs(t))[:20]])
+        assert set(genes[adata.varm["deg_top40"][p]]) == set(genes[order[:20]]) | set(genes[order[-20:]])
+        assert set(genes[adata.varm["deg_top50"][p]]) == set(genes[order[:50]])  # signed t, not |t|
+        large = set(genes[order[:50]][np.abs(np.log2(fc[order[:50]])) >= 1])
+        assert set(genes[adata.varm["deg_large_effect"][p]]) == large
+
+
+def test_min_cells_below_two_and_missing_labels_are_errors(adata):
+    with pytest.raises(ValueError, match="min_cells>=2"):
+        pt.pp.deg_labels(adata, min_cells=1)
+    for dtype in (object, "category"):
+        bad = adata.copy()
+        col = bad.obs["perturbation"].astype(object)
+        col.iloc[[3, 7]] = np.nan
+        bad.obs["perturbation"] = col.astype(dtype)
+        with pytest.raises(ValueError, match=r"2 missing value\(s\).*notna"):
+            pt.pp.deg_labels(bad)

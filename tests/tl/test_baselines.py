@@ -117,3 +117,26 @@ def test_random_perturbation_is_a_training_profile(labelled_adata):
     train = data.mean[data.index(data.perturbations[:4])]
     for row in out:
         assert np.isclose(train, row, rtol=1e-5).all(axis=1).any()
+
+
+def test_knn_weights_by_hand(labelled_adata):
+    """k = 3 with weights exp(-d_i) / sum_j exp(-d_j) over Euclidean distances of mean target embeddings."""
+    data = LabelledData.from_adata(labelled_adata)
+    emb = labelled_adata.uns["gene_emb"]
+    singles = [p for p in data.perturbations if "+" not in p]
+    query, train = singles[0], singles[1:]
+    m = pt.tl.KNN(labelled_adata, embedding="gene_emb", k=3).fit(train)
+    d = np.array([np.linalg.norm(emb.loc[query].to_numpy() - emb.loc[t].to_numpy()) for t in train])
+    nearest = np.argsort(d)[:3]
+    w = np.exp(-d[nearest]) / np.exp(-d[nearest]).sum()
+    delta = np.stack([data.mean[data.index([train[i]])[0]] - data.control_mean for i in nearest])
+    np.testing.assert_allclose(_mean(m, [query])[0], data.control_mean + w @ delta, rtol=1e-6)
+    equal = pt.tl.KNN(labelled_adata, embedding="gene_emb", k=3, weighted=False).fit(train)
+    np.testing.assert_allclose(_mean(equal, [query])[0], data.control_mean + delta.mean(0), rtol=1e-6)
+    double = next(p for p in data.perturbations if "+" in p)  # a combination: the mean of its targets' rows
+    x = emb.loc[double.split("+")].to_numpy().mean(0)
+    d2 = np.array([np.linalg.norm(x - emb.loc[t].to_numpy()) for t in train])
+    n2 = np.argsort(d2)[:3]
+    w2 = np.exp(-d2[n2]) / np.exp(-d2[n2]).sum()
+    delta2 = np.stack([data.mean[data.index([train[i]])[0]] - data.control_mean for i in n2])
+    np.testing.assert_allclose(_mean(m, [double])[0], data.control_mean + w2 @ delta2, rtol=1e-6)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,33 @@ def test_real_norman_doubles_strata(norman):
     assert "all" in strata and any("/2 unseen" in s for s in strata)
     s = res.summary.set_index(["model", "metric"])["mean"]
     assert s["additive", "pearson_delta"] > s["random", "pearson_delta"]
+
+
+class _Spy(pt.tl.NonControlMean):
+    """NonControlMean that records what it was trained on and asked to predict."""
+
+    calls: ClassVar[list] = []
+
+    def _fit(self, train, *, rng, **kwargs):
+        _Spy.calls.append(("fit", list(train)))
+        super()._fit(train, rng=rng, **kwargs)
+
+    def _predict(self, perturbations, *args, **kwargs):
+        _Spy.calls.append(("predict", list(perturbations)))
+        return super()._predict(perturbations, *args, **kwargs)
+
+
+def test_cv_folds_are_disjoint_at_the_cross_validate_level(labelled_adata):
+    _Spy.calls = []
+    res = pt.tl.cross_validate(labelled_adata, {"spy": _Spy}, n_splits=3, show_progress_bar=False)
+    fits = [set(p) for kind, p in _Spy.calls if kind == "fit"]
+    tests = [set(p) for kind, p in _Spy.calls if kind == "predict"]
+    perts = set(labelled_adata.uns["deg"]["perturbations"])
+    assert len(fits) == len(tests) == 3
+    for train, test in zip(fits, tests, strict=True):
+        assert not train & test, "a test perturbation was seen in training"
+        assert train | test == perts
+    assert set().union(*tests) == perts and sum(map(len, tests)) == len(perts)  # each tested exactly once
+    for fold, test in enumerate(tests):  # the table's fold column is the fold that held it out
+        got = set(res.per_perturbation.loc[res.per_perturbation["fold"] == fold, "perturbation"])
+        assert got == test

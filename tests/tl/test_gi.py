@@ -168,7 +168,17 @@ def test_gi_intervals_from_gp():
     m = pt.tl.GPModel(a, n_components=6).fit([p for p in perts if p not in doubles])
     iv = pt.tl.gi_intervals(m, doubles, n_samples=20, max_subpopulation=2000, show_progress_bar=False)
     assert set(iv["perturbation"]) == set(doubles)
-    assert (iv["low"] <= iv["median"]).all() and (iv["median"] <= iv["high"]).all()
+    # by hand: score each joint posterior draw against the observed singles, then the 5% / 50% / 95% quantiles
+    from perturbtools.tl._gi_core import gi_scores_core
+
+    draws = m.sample(doubles, 20, rng=0)
+    ctrl = a.var["deg_control_mean"].to_numpy()
+    for j, p in enumerate(doubles):
+        keep = (ctrl > 0) & ~a.var_names.isin(p.split("+"))
+        d = {g: a.varm["deg_mean"][g].to_numpy()[keep] - ctrl[keep] for g in p.split("+")}
+        mags = [gi_scores_core(*d.values(), draws[s, j][keep], max_subpopulation=2000)["magnitude"] for s in range(20)]
+        row = iv[(iv["perturbation"] == p) & (iv["score"] == "magnitude")].iloc[0]
+        np.testing.assert_allclose(row[["low", "median", "high"]].to_numpy(float), np.quantile(mags, [0.05, 0.5, 0.95]))
 
 
 def _doubles_with_deltas(c, rng, n_genes=300):
@@ -245,3 +255,20 @@ def test_published_scores_reproduced_from_constructed_deltas(table):
             assert got[ours] == pytest.approx(pub.loc[name, theirs], rel=1e-8, abs=1e-10), (name, ours)
     # the loader's column mapping: magnitude is the L2 norm of (c1, c2), as in both published tables
     np.testing.assert_allclose(ref.scores["magnitude"], np.hypot(ref.scores["c1"], ref.scores["c2"]), rtol=1e-10)
+
+
+def test_singles_labelled_a_plus_ctrl_and_another_delimiter_score_the_same():
+    a = pt.data.synthetic(n_cells=1500, n_genes=80, n_perturbations=6, n_doubles=4, rng=1)
+    want = pt.tl.gi_scores(pt.pp.deg_labels(a, copy=True), min_genes=10, show_progress_bar=False)
+    ctrl = a.copy()  # singles as 'A+ctrl' (Norman's / GEARS' convention)
+    ctrl.obs["perturbation"] = [
+        p if p == "control" or "+" in p else f"{p}+control" for p in ctrl.obs["perturbation"].astype(str)
+    ]
+    got = pt.tl.gi_scores(pt.pp.deg_labels(ctrl, copy=True), min_genes=10, show_progress_bar=False)
+    pd.testing.assert_frame_equal(got, want)
+    under = a.copy()  # another delimiter
+    under.obs["perturbation"] = under.obs["perturbation"].astype(str).str.replace("+", "_", regex=False)
+    got = pt.tl.gi_scores(pt.pp.deg_labels(under, delimiter="_", copy=True), min_genes=10, show_progress_bar=False)
+    pd.testing.assert_frame_equal(got.set_axis(want.index), want)
+    with pytest.raises(ValueError, match=r"delimiter '\+'.*check `delimiter=`"):
+        pt.tl.gi_scores(pt.pp.deg_labels(under, copy=True), min_genes=10, show_progress_bar=False)

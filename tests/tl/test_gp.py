@@ -163,3 +163,31 @@ def test_reduce_embedding_concat():
     b = pd.DataFrame(rng.normal(size=(20, 7)), index=[f"g{i}" for i in range(10, 30)])
     out = pt.pp.reduce_embedding([a, b], n_components=4)
     assert out.shape == (20, 4)
+
+
+def test_gp_model_posterior_is_a_textbook_gp_on_centred_scaled_outputs(gp_adata):
+    """Prediction = training mean delta + scale * K*ᵀ (K + σ²I)⁻¹ (centred, scaled training deltas), by hand."""
+    perts = gp_adata.uns["deg"]["perturbations"]
+    train, test = perts[:30], perts[30:]
+    m = pt.tl.GPModel(gp_adata, n_components=6).fit(train)
+    data = m.data_
+    delta = data.delta[data.index(train)]
+    y_mean = delta.mean(0)
+    np.testing.assert_allclose(m.y_mean_, y_mean)
+    y = (delta - y_mean) / m.y_scale_
+    hp = m.gp_.hyperparameters
+    x, xs = m._x(train), m._x(test)
+
+    def k(a, b):
+        d2 = ((a[:, None] - b[None]) ** 2).sum(-1)
+        return hp["variance"] * np.exp(-d2 / (2 * hp["lengthscale"] ** 2))
+
+    K = k(x, x) + (hp["noise"] + m.gp_.jitter) * np.eye(len(x))
+    mean = k(xs, x) @ np.linalg.solve(K, y) * m.y_scale_ + y_mean
+    var = (np.diag(k(xs, xs) - k(xs, x) @ np.linalg.solve(K, k(x, xs)))[:, None] + hp["noise"]) * m.y_scale_**2
+    got_mean, got_var = m.predict_distribution(test)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(got_var, var, rtol=1e-6, atol=1e-12)
+    far = pd.DataFrame(m.inputs_.to_numpy() * 0 + 1e6, index=m.inputs_.index, columns=m.inputs_.columns)
+    m.inputs_ = far  # infinitely far from every training input: the prior mean, i.e. the training mean delta
+    np.testing.assert_allclose(m.predict_distribution(test[:1])[0][0], y_mean, atol=1e-9)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -116,8 +118,6 @@ def test_fit_predict_save_load_deterministic(labelled_adata, tmp_path):
 def test_model_selection_restores_best_epoch(labelled_adata):
     m = pt.tl.STAMP(labelled_adata, hidden1=(32, 32)).fit(max_epochs=8, lr=5e-2, show_progress_bar=False)
     h = m.history_
-    best3 = int(h["val_l3"].idxmin())
-    assert best3 < len(h)
     from perturbtools.tl._stamp._module import stamp_losses as losses
 
     val = m.val_perturbations_
@@ -160,3 +160,46 @@ def test_few_shot_transfer(labelled_adata):
 def test_stamp_cuda(labelled_adata):
     m = pt.tl.STAMP(labelled_adata, hidden1=(32, 32)).fit(accelerator="cuda", **FAST)
     assert m.predict(inplace=False).de_proba.notna().all().all()
+
+
+class _CountingSTAMP(pt.tl.STAMP):
+    """STAMP that records how many perturbations each fit actually trained on."""
+
+    sizes: ClassVar[list] = []
+
+    def _fit(self, train, **kwargs):
+        super()._fit(train, **kwargs)
+        _CountingSTAMP.sizes.append(len(self.train_perturbations_))
+
+
+def test_few_shot_n_shots_train_on_n_perturbations(labelled_adata):
+    src = labelled_adata
+    tgt = pt.data.synthetic(n_cells=600, n_genes=60, n_perturbations=8, rng=5)
+    tgt.var_names = src.var_names
+    pt.pp.deg_labels(tgt)
+    pt.pp.add_gene_embedding(tgt, src.uns["gene_emb"])
+    _CountingSTAMP.sizes = []
+    pt.tl.few_shot(src, tgt, (_CountingSTAMP, {"hidden1": (8, 8)}, FAST), shots=(0, 2, 3), n_splits=2,
+                   show_progress_bar=False)  # fmt: skip
+    pretrain, rest = _CountingSTAMP.sizes[0], _CountingSTAMP.sizes[1:]
+    assert pretrain < len(src.uns["deg"]["perturbations"])  # pretraining keeps its validation hold-out
+    assert sorted(rest) == [2, 2, 2, 2, 3, 3, 3, 3]  # 2 folds x (fine-tuned, scratch) x shots 2 and 3, none n - 1
+
+
+def test_validation_without_degs_keeps_heads_2_3_of_the_last_epoch(labelled_adata):
+    data = pt.tl.LabelledData.from_adata(labelled_adata)
+    no_de = labelled_adata.copy()
+    val = data.perturbations[:2]
+    for key, value in (("deg_is_de", False), ("deg_direction", 0)):
+        frame = no_de.varm[key].copy()
+        frame[val] = value
+        no_de.varm[key] = frame
+    train = data.perturbations[2:]
+    with pytest.warns(UserWarning, match="validation perturbation\\(s\\) have no DEG"):
+        m = pt.tl.STAMP(no_de, hidden1=(16, 16)).fit(train, val_perturbations=val, max_epochs=4, lr=5e-2,
+                                                     show_progress_bar=False)  # fmt: skip
+    last = pt.tl.STAMP(no_de, hidden1=(16, 16))
+    last.fit(train, val_perturbations=[], max_epochs=4, lr=5e-2, show_progress_bar=False)  # no selection at all
+    for name, value in m.module_.state_dict().items():
+        if not name.startswith("head1."):  # heads 2-3 and the shared layers: the last epoch, not epoch 0
+            torch.testing.assert_close(value, last.module_.state_dict()[name])

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial.distance import cdist
 
+from .._keys import CONTROL
 from .._utils import _as_rng, _to_dense
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ def distribution_distances(
     generated: AnnData,
     *,
     perturbation_key: str = "perturbation",
+    control: str = CONTROL,
     perturbations: Sequence[str] | None = None,
     n_pcs: int = 20,
     max_cells: int = 500,
@@ -48,7 +50,7 @@ def distribution_distances(
 
     Both AnnData must hold log1p(CP10k) in ``X`` over the same genes. The PCA is fitted on the real cells; at most
     ``max_cells`` cells per side are compared. As a reference scale, ``control_*`` columns give the same distances
-    between the perturbation's real cells and real control cells.
+    between the perturbation's real cells and the real cells labelled ``control`` (NaN where there are none).
 
     Returns
     -------
@@ -74,7 +76,7 @@ def distribution_distances(
         idx = rng.choice(idx, size=min(len(idx), max_cells), replace=False)
         return pca.transform(_to_dense(adata.X[idx]))
 
-    ctrl = pick(real, labels_r, "control") if "control" in set(labels_r) else None
+    ctrl = pick(real, labels_r, control) if control in set(labels_r) else None
     rows = {}
     for p in perts:
         r, g = pick(real, labels_r, p), pick(generated, labels_g, p)

@@ -90,7 +90,7 @@ def deg_labels(
     fc_offset
         Pseudo-value added to the log expression before the fold change (0.1 in STAMP).
     min_cells
-        Perturbations with fewer cells are skipped with a warning.
+        Perturbations with fewer cells are skipped with a warning. At least 2 (a variance needs two cells).
     modality
         Perturbation modality of all perturbations; used by the CRISPR-informed baseline.
     modality_key
@@ -135,6 +135,9 @@ def deg_labels(
     perturbation names, target genes, cell counts and modality.
     """
     adata = _as_anndata(adata, mod=mod)
+    if min_cells < 2:
+        msg = f"`min_cells={min_cells}`: the Welch t-test needs at least 2 cells per perturbation; pass `min_cells>=2`."
+        raise ValueError(msg)
     if condition_key is not None:
         return _deg_labels_per_condition(
             adata, perturbation_key, condition_key, key_added=key_added, copy=copy,

@@ -25,12 +25,18 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def _single_labels(data: LabelledData) -> dict[str, str]:
+    """Label of each gene's single perturbation (``"A"`` or ``"A+ctrl"``), by target gene."""
+    return {t[0]: p for p in data.perturbations if len(t := data.targets(p)) == 1}
+
+
 def _gi_doubles(data: LabelledData, doubles: Sequence[str] | None, available: set[str]) -> list[str]:
-    """Doubles whose two singles are labelled (observed)."""
+    """Doubles whose two singles are labelled (observed), whatever the singles' label form (``A`` or ``A+ctrl``)."""
+    singles = _single_labels(data)
     out = []
     for p in doubles if doubles is not None else data.perturbations:
         genes = data.targets(p)
-        if len(genes) == 2 and all(g in set(data.perturbations) for g in genes) and p in available:
+        if len(genes) == 2 and all(g in singles for g in genes) and p in available:
             out.append(p)
     return out
 
@@ -158,21 +164,31 @@ def gi_scores(
         observed = dict(zip(data.perturbations, data.delta, strict=True))
         delta_of = {**observed, **{p: d for p, d in predicted.items() if _is_double(data, p) or singles == "predicted"}}
         if singles == "predicted":
-            missing = {g for p in _gi_doubles(data, doubles, available) for g in data.targets(p)} - set(predicted)
+            single = _single_labels(data)
+            missing = {single[g] for p in _gi_doubles(data, doubles, available) for g in data.targets(p)} - set(
+                predicted
+            )
             if missing:
                 msg = f"`singles='predicted'` but singles {sorted(missing)[:10]} were not predicted under {key!r}."
                 raise KeyError(msg)
     todo = _gi_doubles(data, doubles, available)
     if not todo:
-        msg = "No double with both singles observed (and, for predictions, predicted) to score."
+        n_doubles = sum(_is_double(data, p) for p in data.perturbations)
+        msg = (
+            f"No double with both singles observed (and, for predictions, predicted) to score: {n_doubles} labelled "
+            f"double(s), {len(_single_labels(data))} labelled single(s) (delimiter {data.delimiter!r}, control "
+            f"{data.control!r}). Doubles are labels such as 'A{data.delimiter}B' and singles 'A' or "
+            f"'A{data.delimiter}{data.control}'; check `delimiter=`/`control=` of `pp.deg_labels`."
+        )
         raise ValueError(msg)
+    single = _single_labels(data)
     masks = _gene_mask(data, todo, min_mean)
     _check_n_genes({p: int(m.sum()) for p, m in masks.items()}, min_genes, min_mean)
     rows = {}
     for p in _progress(todo, show_progress_bar=show_progress_bar, desc="GI scores"):
         a, b = data.targets(p)
         m = masks[p]
-        d_a, d_b, d_ab = (delta_of[q][m] / scale[m] for q in (a, b, p))
+        d_a, d_b, d_ab = (delta_of[q][m] / scale[m] for q in (single[a], single[b], p))
         rows[p] = {
             "gene_a": a,
             "gene_b": b,
@@ -322,9 +338,10 @@ def _posterior_gi_draws(
     samples = model.sample(doubles, n_samples, rng=rng)  # (S, M, G)
     masks = _gene_mask(data, doubles, min_mean)
     observed = dict(zip(data.perturbations, data.delta, strict=True))
+    single = _single_labels(data)
     frames = []
     for j, p in enumerate(_progress(doubles, show_progress_bar=show_progress_bar, desc=desc)):
-        a, b = data.targets(p)
+        a, b = (single[g] for g in data.targets(p))
         m = masks[p]
         draws = pd.DataFrame([
             gi_scores_core(observed[a][m] / scale[m], observed[b][m] / scale[m], samples[s, j][m] / scale[m],

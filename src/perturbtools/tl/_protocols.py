@@ -275,7 +275,9 @@ def few_shot(
     fine-tuned on them; ``n = 0`` is the zero-shot prediction of (b) and is undefined for (a). ``baselines`` are
     trained from scratch on the same ``n`` as reference lines (``n >= 1``, and ``n = 0`` for baselines that need no
     target training, such as :class:`~perturbtools.tl.SourceRanking`). Shots larger than a fold's training set
-    are skipped. Both AnnData need the same genes and labels under ``labels_key``.
+    are skipped. Both AnnData need the same genes and labels under ``labels_key``. All ``n`` shots are trained on:
+    a model that holds out validation perturbations for model selection (STAMP) gets ``val_perturbations=[]``
+    (the last epoch is kept) unless ``fit_kwargs`` / ``finetune_kwargs`` say otherwise.
 
     Parameters
     ----------
@@ -335,17 +337,22 @@ def few_shot(
         rows.append(_curve_rows(per, pooled, strategy=strategy, fold=fold, n=n))
         per_rows.append(per.reset_index().assign(strategy=strategy, fold=fold, n=n))
 
+    # n shots train on all n target perturbations: none is held out for model selection
+    all_shots = {"val_perturbations": []} if getattr(cls, "selects_on_validation", False) else {}
+    scratch_spec = (cls, init_kwargs, {**all_shots, **fit_kwargs})
     for fold, n in _progress(tasks, show_progress_bar=show_progress_bar, desc="few-shot"):
         train_all, test = folds[fold]
         order = np.random.default_rng(seed + fold).permutation(len(train_all))
         train = [train_all[i] for i in order[:n]]
         tuned = cls.from_pretrained(pretrained, target, labels_key=labels_key)
         if n:
-            tuned.fine_tune(train, rng=seed + fold, **finetune_kwargs)
+            tuned.fine_tune(train, rng=seed + fold, **{**all_shots, **finetune_kwargs})
         per, pooled, _ = _fit_evaluate(spec, target, data, train, test, labels_key=labels_key, seed=seed, model=tuned)
         record(per, pooled, "pretrained", fold, n)
         if n:
-            per, pooled, _ = _fit_evaluate(spec, target, data, train, test, labels_key=labels_key, seed=seed + fold)
+            per, pooled, _ = _fit_evaluate(
+                scratch_spec, target, data, train, test, labels_key=labels_key, seed=seed + fold
+            )
             record(per, pooled, "scratch", fold, n)
         for name, bspec in base_specs.items():
             if n == 0 and getattr(bspec[0], "needs_training", True):

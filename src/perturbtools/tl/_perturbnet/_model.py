@@ -322,7 +322,8 @@ class PerturbNet(PerturbationModel):
         latent = self._latents()
         cells = np.flatnonzero(np.isin(labels, train))
         if self._uses_decoder():
-            self.log_library_ = _scvi.log_library(self.scvi_model_)
+            # library sizes of the training perturbations' cells only (never of held-out cells scVI also saw)
+            self.log_library_ = _scvi.log_library(self.scvi_model_, self._cells())[cells]
         else:  # nearest-cell decoder: control and training cells only
             self.reference_cells_ = np.flatnonzero(np.isin(labels, [*train, self.data_.control]))
         reps = dict(zip(train, self.representations(train), strict=True))

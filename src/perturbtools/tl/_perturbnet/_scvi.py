@@ -42,7 +42,8 @@ def train_scvi(
     scvi.model.SCVI.setup_anndata(adata, layer=layer)
     model = scvi.model.SCVI(adata, n_latent=n_latent, gene_likelihood=gene_likelihood, **model_kwargs)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        # Lightning's advice on dataloader workers and logging is noise here; every other warning is shown
+        warnings.filterwarnings("ignore", message=r".*(num_workers|does not have many workers|log_every_n_steps).*")
         model.train(
             max_epochs=max_epochs,
             accelerator="cpu" if accelerator == "auto" else accelerator,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -57,6 +58,8 @@ class STAMP(PerturbationModel):
     """
 
     _default_key: ClassVar[str] = "stamp"
+    #: ``fit`` holds out validation perturbations for model selection unless given ``val_perturbations=[]``
+    selects_on_validation: ClassVar[bool] = True
     _needs_expression: ClassVar[bool] = False  # learns from labels; heads 2-3 only where direction / FC exist
 
     def __init__(
@@ -191,6 +194,7 @@ class STAMP(PerturbationModel):
             val_perturbations = [train[i] for i in order[:n_val]]
             train = [train[i] for i in order[n_val:]]
         val = list(val_perturbations or [])
+        self.train_perturbations_ = train  # what the weights were fitted on (validation perturbations excluded)
         device = resolve_device(accelerator)
         seed = _torch_seed(rng)
         with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
@@ -205,6 +209,15 @@ class STAMP(PerturbationModel):
             va_entries = y_va[0].nonzero(as_tuple=True) if val else None  # the validation DEGs, fixed across epochs
             weights = self._loss_weights()
             select_rest_by = "l3" if weights[2] > 0 else ("l2" if weights[1] > 0 else "l1")
+            select_rest = bool(val) and float(y_va[0].sum()) > 0
+            if val and not select_rest:
+                warnings.warn(
+                    f"STAMP: the {len(val)} validation perturbation(s) have no DEG, so heads 2-3 (direction, FC) "
+                    "cannot be selected on them and are taken from the last epoch; head 1 is still selected by "
+                    "validation L1. Pass `val_perturbations=` with DEGs to select them.",
+                    UserWarning,
+                    stacklevel=3,
+                )
             if float(y_tr[0].sum()) == 0:
                 logger.warning(
                     "STAMP: the %d training perturbations have no DEG; no step is taken (as in the reference).",
@@ -246,7 +259,7 @@ class STAMP(PerturbationModel):
                             copy.deepcopy(module.state_dict()),
                             True,
                         )
-                    if row[f"val_{select_rest_by}"] < best["l3"]:
+                    if select_rest and row[f"val_{select_rest_by}"] < best["l3"]:
                         best["l3"], best_state["rest"], improved = (
                             row[f"val_{select_rest_by}"],
                             copy.deepcopy(module.state_dict()),
@@ -257,7 +270,7 @@ class STAMP(PerturbationModel):
                 if early_stopping_patience is not None and stale >= early_stopping_patience:
                     break
             if val:  # head 1 from the epoch of lowest val L1, heads 2-3 from the epoch of lowest val L3
-                merged = dict(best_state["rest"])
+                merged = dict(best_state["rest"] if select_rest else module.state_dict())
                 merged.update({k: v for k, v in best_state["head1"].items() if k.startswith("head1.")})
                 module.load_state_dict(merged)
         self.module_ = module.to("cpu").eval()
