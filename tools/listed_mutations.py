@@ -50,13 +50,14 @@ MUTATIONS = [
      '"synergy": ("magnitude", ">", 1.15, True),', '"synergy": ("magnitude", ">", 1.25, True),',
      "tests/tl/test_gi.py"),
     ("cross_validate also trains on the test fold", "tl/_protocols.py",
-     "specs[name], adata, data, train, test, labels_key=labels_key, seed=fold_seed + fold, keep=oof[name]",
-     "specs[name], adata, data, train + test, test, labels_key=labels_key, seed=fold_seed + fold, keep=oof[name]",
+     "specs[name], adata, data, train, test, labels_key=labels_key, seed=fold_seed + fold, keep=oof[name],",
+     "specs[name], adata, data, train + test, test, labels_key=labels_key, seed=fold_seed + fold, keep=oof[name],",
      "tests/tl/test_cv.py"),
 ]  # fmt: skip
 
 
 def run_one(name: str, rel: str, old: str, new: str, tests: str) -> str:
+    """Apply one mutation, run its tests, restore the file; the outcome as text."""
     path = SRC / rel
     original = path.read_text()
     if original.count(old) != 1:
@@ -72,12 +73,13 @@ def run_one(name: str, rel: str, old: str, new: str, tests: str) -> str:
 
 
 def main() -> int:
+    """Run every listed mutation and write the CSV; non-zero exit if one survived."""
     rows = []
     for name, rel, old, new, tests in MUTATIONS:
         outcome = run_one(name, rel, old, new, tests)
         print(f"{name:55s} {outcome}", flush=True)
         rows.append({"mutation": name, "file": f"src/perturbtools/{rel}", "tests": tests, "outcome": outcome})
-    with open(ROOT / "tools" / "listed_mutations.csv", "w", newline="") as fh:
+    with (ROOT / "tools" / "listed_mutations.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

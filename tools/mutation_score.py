@@ -43,12 +43,14 @@ def _env() -> dict[str, str]:
 
 
 def run(modules: list[str], max_children: int) -> None:
+    """Run mutmut on the given modules (all configured ones when empty)."""
     names = [f"perturbtools.{m}.*" for m in modules] or []
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names]
     subprocess.run(cmd, cwd=ROOT, env=_env(), check=False)
 
 
 def scores() -> tuple[list[dict], list[str]]:
+    """Outcome counts per mutated module, and the names of surviving mutants."""
     rows, survivors = [], []
     for meta in sorted((ROOT / "mutants" / "src").rglob("*.py.meta")):
         module = ".".join(meta.relative_to(ROOT / "mutants" / "src").with_suffix("").with_suffix("").parts)
@@ -66,12 +68,13 @@ def scores() -> tuple[list[dict], list[str]]:
 
 
 def main(argv: list[str]) -> int:
+    """Run, then write the CSV and the survivors list."""
     modules = [a for a in argv if not a.startswith("--")]
     max_children = int(next((a.split("=")[1] for a in argv if a.startswith("--max-children=")), 2))
     if "--report-only" not in argv:
         run(modules, max_children)
     rows, survivors = scores()
-    with open(ROOT / "tools" / "mutation_score.csv", "w", newline="") as fh:
+    with (ROOT / "tools" / "mutation_score.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

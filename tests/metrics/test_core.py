@@ -121,3 +121,23 @@ def test_distribution_distances_use_the_given_control_label():
     assert out["control_energy"] == pytest.approx(want, rel=1e-8)
     assert out["energy"] == pytest.approx(metrics.energy_distance(X[40:], gen.X), rel=1e-8)
     assert np.isnan(metrics.distribution_distances(real, gen, n_pcs=6).loc["A", "control_energy"])  # no 'control'
+
+
+def test_de_overlap_direction_and_spearman_by_hand():
+    true_de = np.array([1, 1, 1, 0, 0, 1, 0, 0], bool)
+    true_t = np.array([5.0, 3.0, 9.0, 1.0, 0.5, 4.0, 0.1, 2.0])
+    pred = np.array([0.9, 0.1, 0.8, 0.7, 0.2, 0.3, 0.0, 0.6])
+    # predicted top 3: genes 0, 2, 3; true top 3 by |t| among DEGs: 2, 0, 5
+    assert metrics.de_overlap(true_de, true_t, pred, k=3) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+    # k = number of true DEGs (4): predicted top 4 = 0, 2, 3, 7 -> 2 of the 4 DEGs
+    assert metrics.de_overlap(true_de, true_t, pred, k=None) == (pytest.approx(2 / 4), pytest.approx(2 / 4))
+    # k larger than the DEGs: overlap over min(k, n_true), precision over k
+    ov, prec = metrics.de_overlap(true_de, true_t, pred, k=6)  # pred top 6: 0,2,3,7,5,4
+    assert (ov, prec) == (pytest.approx(3 / 4), pytest.approx(3 / 6))
+    assert all(np.isnan(metrics.de_overlap(np.zeros(8, bool), true_t, pred, k=3)))
+    direction = np.array([1, -1, 1, 0, 0, -1, 0, 0])
+    delta = np.array([0.2, 0.1, 0.3, -9, 9, -0.4, 0, 0])
+    assert metrics.direction_agreement(direction, delta) == pytest.approx(3 / 4)
+    lfc_true, lfc_pred = np.array([1.0, -2, 3, 0, 0, -1, 0, 0]), np.array([0.5, -1, 2, 7, 7, 0.1, 7, 7])
+    want = stats.spearmanr(lfc_true[true_de], lfc_pred[true_de]).statistic
+    assert metrics.spearman_on(true_de, lfc_true, lfc_pred) == pytest.approx(want)

@@ -122,3 +122,54 @@ def test_every_metric_at_evaluate_level_by_hand(labelled_adata):
     t40 = vm["top40"].to_numpy().T
     row40 = pooled[(pooled["stratum"] == "all") & (pooled["mask"] == "top40")].iloc[0]
     assert row40["roc_auc_de"] == pytest.approx(roc_auc_score(all_de[t40], np.abs(pred - mu_c)[t40]))
+
+
+def test_de_overlap_columns_at_evaluate_level_by_hand(labelled_adata):
+    from scipy import stats
+
+    a = labelled_adata
+    data = LabelledData.from_adata(a)
+    rng = np.random.default_rng(1)
+    truth = a.varm["deg_mean"].to_numpy().T
+    pred = np.maximum(truth + rng.normal(scale=0.3, size=truth.shape), 0)
+    per, _ = pt.metrics.evaluate_predictions(
+        Predictions.from_arrays(data.var_names, data.perturbations, mean=pred), data
+    )
+    mu_c = a.var["deg_control_mean"].to_numpy()
+    for i, p in enumerate(data.perturbations):
+        is_de = a.varm["deg_is_de"][p].to_numpy()
+        n_de = int(is_de.sum())
+        if n_de < 3:
+            continue
+        delta = pred[i] - mu_c
+        top_pred = set(np.argsort(-np.abs(delta), kind="stable")[:50])
+        de_idx = np.flatnonzero(is_de)
+        t = np.abs(a.varm["deg_scores"][p].to_numpy())
+        top_true = set(de_idx[np.argsort(-t[de_idx], kind="stable")[:50]])
+        assert per.loc[p, "overlap_at_50"] == pytest.approx(len(top_pred & top_true) / min(50, n_de))
+        assert per.loc[p, "precision_at_50"] == pytest.approx(len(top_pred & set(de_idx)) / 50)
+        direction = a.varm["deg_direction"][p].to_numpy()
+        assert per.loc[p, "de_direction_match"] == pytest.approx(np.mean(np.sign(delta[is_de]) == direction[is_de]))
+        fc = (np.expm1(pred[i] + 0.1) + 1e-9) / (np.expm1(mu_c + 0.1) + 1e-9)
+        want = stats.spearmanr(a.varm["deg_logfc"][p].to_numpy()[is_de], np.log2(fc)[is_de]).statistic
+        assert per.loc[p, "de_spearman_lfc"] == pytest.approx(want)
+
+
+def test_compare_models_paired_and_holm_corrected():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(0)
+    perts = [f"p{i}" for i in range(25)]
+    a = pd.DataFrame({"model": "a", "perturbation": perts, "pearson_delta": rng.random(25), "rank": rng.random(25)})
+    b = a.assign(model="b", pearson_delta=a["pearson_delta"] - 0.2 + rng.normal(scale=0.05, size=25),
+                 rank=a["rank"] + rng.normal(scale=0.05, size=25))  # fmt: skip
+    b.loc[3, "rank"] = np.nan  # scored for one model only: left out of that metric's pairs
+    table = pt.metrics.compare_models(pd.concat([a, b]), "a", "b", n_perm=4000)
+    d = (a["pearson_delta"] - b["pearson_delta"]).to_numpy()
+    assert table.loc["pearson_delta", "mean_difference"] == pytest.approx(d.mean())
+    assert table.loc["pearson_delta", "n"] == 25 and table.loc["rank", "n"] == 24
+    assert table.loc["pearson_delta", "ci_low"] < d.mean() < table.loc["pearson_delta", "ci_high"]
+    assert table.loc["pearson_delta", "permutation_p"] == pytest.approx(1 / 4001)  # a clear shift
+    np.testing.assert_allclose(table["holm_p"], multipletests(table["permutation_p"], method="holm")[1])
+    with pytest.raises(KeyError, match="nope"):
+        pt.metrics.compare_models(a, "a", "nope")

@@ -60,3 +60,13 @@ def test_prediction_scatter_and_deg_counts(labelled_adata):
     direction = a.varm["deg_direction"]
     for q, (up, down) in heights.items():
         assert (up, down) == ((direction[q] > 0).sum(), -(direction[q] < 0).sum())
+
+
+def test_metrics_plot_shows_ceiling_and_normalised_scores(cv):
+    summary = cv.summary.copy()
+    summary["ceiling"] = summary["metric"].map({"pearson_delta": 0.9})
+    summary["normalised"] = np.where(summary["model"] == "knn", 0.25, 0.0)
+    ax = pt.pl.metrics(summary, ["pearson_delta"]).axes[0]
+    ceiling = [line for line in ax.lines if line.get_label() == "noise ceiling"]
+    assert len(ceiling) == 1 and tuple(ceiling[0].get_xdata()) == (0.9, 0.9)
+    assert sorted(t.get_text() for t in ax.texts) == ["0.00", "0.25"]

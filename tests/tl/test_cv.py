@@ -92,7 +92,9 @@ def test_cv_folds_are_disjoint_at_the_cross_validate_level(labelled_adata):
     _Spy.calls = []
     res = pt.tl.cross_validate(labelled_adata, {"spy": _Spy}, n_splits=3, show_progress_bar=False)
     fits = [set(p) for kind, p in _Spy.calls if kind == "fit"]
-    tests = [set(p) for kind, p in _Spy.calls if kind == "predict"]
+    # the first prediction after each fit is the scored test fold (the second predicts the rest, only as the rank
+    # metric's pool of candidate predictions)
+    tests = [set(_Spy.calls[i + 1][1]) for i, (kind, _) in enumerate(_Spy.calls) if kind == "fit"]
     perts = set(labelled_adata.uns["deg"]["perturbations"])
     assert len(fits) == len(tests) == 3
     for train, test in zip(fits, tests, strict=True):
@@ -102,3 +104,40 @@ def test_cv_folds_are_disjoint_at_the_cross_validate_level(labelled_adata):
     for fold, test in enumerate(tests):  # the table's fold column is the fold that held it out
         got = set(res.per_perturbation.loc[res.per_perturbation["fold"] == fold, "perturbation"])
         assert got == test
+
+
+def _rank_by_hand(true_q, own, pool):
+    from scipy.spatial.distance import cosine
+
+    sims = np.array([1 - cosine(true_q, x) for x in pool])
+    mine = 1 - cosine(true_q, own)
+    return (np.sum(sims > mine + 1e-12) + 0.5 * (np.sum(np.abs(sims - mine) <= 1e-12) - 1)) / len(pool)
+
+
+def test_rank_metric_variants_by_hand(labelled_adata):
+    a = labelled_adata
+    models = {"knn": (pt.tl.KNN, {"k": 1}), "mean": pt.tl.NonControlMean}
+    res = pt.tl.cross_validate(a, models, n_splits=3, show_progress_bar=False)
+    per = res.per_perturbation.set_index(["model", "perturbation"])
+    perts = list(a.varm["cv_knn_mean"].columns)
+    mu_c = a.var["deg_control_mean"].to_numpy()
+    true = {p: a.varm["deg_mean"][p].to_numpy() - mu_c for p in perts}
+    oof = {p: a.varm["cv_knn_mean"][p].to_numpy() - mu_c for p in perts}
+    for fold in sorted(res.per_perturbation["fold"].unique()):
+        knn = res.per_perturbation[res.per_perturbation["model"] == "knn"]
+        test = list(knn.loc[knn["fold"] == fold, "perturbation"])
+        train = [p for p in perts if p not in test]
+        model = pt.tl.KNN(a, k=1).fit(train)  # the fold's model predicts every perturbation
+        every = model.predict(perts, inplace=False).mean
+        pool = [every[p].to_numpy() - mu_c for p in perts]
+        for p in test:
+            assert per.loc[("knn", p), "rank"] == pytest.approx(_rank_by_hand(true[p], pool[perts.index(p)], pool))
+            want_oof = _rank_by_hand(true[p], oof[p], [oof[q] for q in perts])
+            assert per.loc[("knn", p), "rank_out_of_fold"] == pytest.approx(want_oof)
+            fold_pool = [oof[q] for q in test]
+            assert per.loc[("knn", p), "rank_within_fold"] == pytest.approx(_rank_by_hand(true[p], oof[p], fold_pool))
+    n = len(perts)  # a constant predictor ties with every other prediction of its fold model
+    np.testing.assert_allclose(per.loc["mean", "rank"], (n - 1) / (2 * n))
+    assert (per.loc["mean", "rank_out_of_fold"] > 0.55).all() or per.loc["mean", "rank_out_of_fold"].mean() > 0.55
+    within = pt.tl.cross_validate(a, models, n_splits=3, rank="within_fold", show_progress_bar=False)
+    np.testing.assert_allclose(within.per_perturbation["rank"], within.per_perturbation["rank_within_fold"])

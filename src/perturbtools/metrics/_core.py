@@ -83,22 +83,24 @@ def pr_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(np.sum(recall_step * precision))
 
 
-def rank_metric(pred_delta: np.ndarray, true_delta: np.ndarray) -> np.ndarray:
+def rank_metric(pred_delta: np.ndarray, true_delta: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
     """Rank metric of Wu et al. (0 best, about 0.5 random).
 
-    For each true perturbation q, the share of the N predictions closer (cosine of deltas) to q's truth than q's own
-    prediction, ties counted half; constant predictions score about 0.5.
+    For each true perturbation q (rows of ``true_delta``), the share of the N predictions (rows of ``pred_delta``)
+    closer (cosine of deltas) to q's truth than q's own prediction ``pred_delta[own[q]]``, ties counted half;
+    constant predictions score about 0.5. ``own`` defaults to ``arange`` (prediction i belongs to truth i).
     """
 
     def unit(x):
         norm = np.linalg.norm(x, axis=1, keepdims=True)
         return np.divide(x, norm, out=np.zeros_like(x, dtype=np.float64), where=norm > 0)
 
+    own = np.arange(len(true_delta)) if own is None else np.asarray(own)
     sim = unit(true_delta) @ unit(pred_delta).T  # true q x prediction j
-    own = np.diag(sim)[:, None]
+    mine = sim[np.arange(len(own)), own][:, None]
     tol = 1e-12
-    ties = (np.abs(sim - own) <= tol).sum(axis=1) - 1
-    return ((sim > own + tol).sum(axis=1) + 0.5 * ties) / sim.shape[0]
+    ties = (np.abs(sim - mine) <= tol).sum(axis=1) - 1
+    return ((sim > mine + tol).sum(axis=1) + 0.5 * ties) / sim.shape[1]
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float, int]:
@@ -113,3 +115,50 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
         return mean, np.nan, np.nan, 1
     half = float(stats.t.ppf(0.5 + level / 2, n - 1) * v.std(ddof=1) / np.sqrt(n))
     return mean, mean - half, mean + half, n
+
+
+def de_overlap(
+    true_de: np.ndarray,
+    true_rank_score: np.ndarray,
+    pred_score: np.ndarray,
+    *,
+    k: int | None,
+) -> tuple[float, float]:
+    """Overlap and precision at ``k`` of the predicted DEG ranking against the true DEGs of one perturbation.
+
+    The predicted top ``k`` are the ``k`` genes with the highest ``pred_score``; the true top ``k`` are the true
+    DEGs with the highest ``true_rank_score`` (at most ``k``). ``overlap = |pred top k ∩ true top k| / min(k,
+    n_true)`` (cell-eval's ``overlap_at_N``) and ``precision = |pred top k ∩ true DEGs| / k`` (``precision_at_N``).
+    ``k=None`` uses the number of true DEGs. Both NaN without true DEGs. Ties are broken by gene order (stable).
+    """
+    true_de = np.asarray(true_de, dtype=bool)
+    n_true = int(true_de.sum())
+    if n_true == 0:
+        return np.nan, np.nan
+    k = n_true if k is None else min(int(k), true_de.size)
+    pred_top = np.argsort(-np.asarray(pred_score, dtype=np.float64), kind="stable")[:k]
+    de_idx = np.flatnonzero(true_de)
+    true_top = de_idx[np.argsort(-np.asarray(true_rank_score, dtype=np.float64)[de_idx], kind="stable")[:k]]
+    overlap = np.intersect1d(pred_top, true_top).size / min(k, n_true)
+    precision = true_de[pred_top].sum() / k
+    return float(overlap), float(precision)
+
+
+def direction_agreement(true_direction: np.ndarray, pred_delta: np.ndarray) -> float:
+    """Share of true DEGs (``true_direction != 0``) whose predicted change has the same sign; NaN without DEGs."""
+    d = np.asarray(true_direction)
+    de = d != 0
+    if not de.any():
+        return np.nan
+    return float(np.mean(np.sign(np.asarray(pred_delta, dtype=np.float64)[de]) == d[de]))
+
+
+def spearman_on(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman correlation of ``a`` and ``b`` over ``mask`` entries; NaN with fewer than 3 entries or a constant side."""
+    m = np.asarray(mask, dtype=bool)
+    if m.sum() < 3:
+        return np.nan
+    x, y = np.asarray(a, dtype=np.float64)[m], np.asarray(b, dtype=np.float64)[m]
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return np.nan
+    return float(stats.spearmanr(x, y).statistic)

@@ -10,6 +10,8 @@ from scipy.spatial.distance import cdist
 
 from .._keys import CONTROL
 from .._utils import _as_rng, _to_dense
+from ._resampling import etest as _etest
+from ._resampling import holm
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -44,6 +46,8 @@ def distribution_distances(
     perturbations: Sequence[str] | None = None,
     n_pcs: int = 20,
     max_cells: int = 500,
+    etest: bool = False,
+    n_perm: int = 1000,
     rng: int | np.random.Generator | None = 0,
 ) -> pd.DataFrame:
     """Energy distance and MMD between generated and real cells of each perturbation, in a PCA space of real cells.
@@ -52,10 +56,14 @@ def distribution_distances(
     ``max_cells`` cells per side are compared. As a reference scale, ``control_*`` columns give the same distances
     between the perturbation's real cells and the real cells labelled ``control`` (NaN where there are none).
 
+    With ``etest=True``, scPerturb's E-test of generated vs real cells is added: ``e_distance`` (squared Euclidean,
+    U-statistics), its permutation p-value ``etest_p`` (``n_perm`` relabellings) and the Holm-Šidák adjustment over
+    perturbations ``etest_p_adj``. A small p-value means the generated cells are distinguishable from the real ones.
+
     Returns
     -------
     DataFrame indexed by perturbation: ``energy``, ``mmd``, ``control_energy``, ``control_mmd``, ``n_real``,
-    ``n_generated``.
+    ``n_generated`` (and the E-test columns).
     """
     from sklearn.decomposition import PCA
 
@@ -86,4 +94,9 @@ def distribution_distances(
             "control_mmd": mmd(r, ctrl) if ctrl is not None else np.nan,
             "n_real": len(r), "n_generated": len(g),
         }  # fmt: skip
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("perturbation")
+        if etest:
+            rows[p]["e_distance"], rows[p]["etest_p"] = _etest(g, r, n_perm=n_perm, rng=rng)
+    out = pd.DataFrame.from_dict(rows, orient="index").rename_axis("perturbation")
+    if etest:
+        out["etest_p_adj"] = holm(out["etest_p"].to_numpy(), sidak=True)
+    return out

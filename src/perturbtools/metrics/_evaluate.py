@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -12,7 +12,19 @@ from .._labelled import LabelledData
 from .._predictions import read_predictions
 from ..pp._deg_core import fold_change, mean_from_fold_change
 from ..pp._split import unseen_labels
-from ._core import mean_ci, pr_auc, rank_metric, roc_auc, rowwise_mae, rowwise_pearson, rowwise_r2
+from ._core import (
+    de_overlap,
+    direction_agreement,
+    mean_ci,
+    pr_auc,
+    rank_metric,
+    roc_auc,
+    rowwise_mae,
+    rowwise_pearson,
+    rowwise_r2,
+    spearman_on,
+)
+from ._resampling import bootstrap_ci, holm, paired_bootstrap, paired_permutation_test
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,6 +51,12 @@ PLOT_METRICS = (
     "pooled_pearson_fc",
     "rank",
 )
+#: cell-eval-style DE overlap at these k (``None``: the number of true DEGs)
+DE_OVERLAP_KS = (20, 50, 100, None)
+DE_OVERLAP_METRICS = (
+    *(f"{m}_at_{'n_de' if k is None else k}" for m in ("overlap", "precision") for k in DE_OVERLAP_KS),
+    "de_direction_match", "de_spearman_lfc",
+)  # fmt: skip
 SUBTASK_METRICS = (
     "roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc",
 )  # fmt: skip
@@ -108,6 +126,24 @@ def _subtask_rowwise(y_de, y_up, true_fc, s: Scores, mask):
             out["pearson_fc"][i] = rowwise_pearson(true_fc[i][d][None], s.fc[i][d][None])[0]
         if d.any():
             out["mse_fc"][i] = float(np.mean((true_fc[i][d] - s.fc[i][d]) ** 2))
+    return out
+
+
+def _de_overlap_rowwise(y_de, true_direction, true_abs_t, true_fc, s: Scores) -> dict[str, np.ndarray]:
+    """cell-eval-style DE-overlap metrics per perturbation, from the package's own labels (see ``DE_OVERLAP_METRICS``)."""
+    out = {k: np.full(len(y_de), np.nan) for k in DE_OVERLAP_METRICS}
+    # the predicted direction: the sign of the predicted change, or of up_proba - 1/2 for a model that predicts it
+    up_sign = s.up_score - 0.5 if s.sources.get("up_score") == "predicted up_proba" else s.up_score
+    with np.errstate(divide="ignore", invalid="ignore"):
+        true_lfc, pred_lfc = np.log2(true_fc), np.log2(s.fc)
+    for i in range(len(y_de)):
+        for k in DE_OVERLAP_KS:
+            name = "n_de" if k is None else k
+            out[f"overlap_at_{name}"][i], out[f"precision_at_{name}"][i] = de_overlap(
+                y_de[i], true_abs_t[i], s.de_score[i], k=k
+            )
+        out["de_direction_match"][i] = direction_agreement(true_direction[i], up_sign[i])
+        out["de_spearman_lfc"][i] = spearman_on(y_de[i] & np.isfinite(pred_lfc[i]), true_lfc[i], pred_lfc[i])
     return out
 
 
@@ -183,6 +219,8 @@ def evaluate_predictions(
     for suffix, mask in (("", full), ("_top40", top40)):
         for name, values in _subtask_rowwise(y_de, y_up, true_fc, s, mask).items():
             per[name + suffix] = values
+    for name, values in _de_overlap_rowwise(y_de, data.direction[idx], np.abs(data.scores[idx]), true_fc, s).items():
+        per[name] = values
     per["n_de"] = y_de.sum(axis=1)
     strata = unseen_labels(perts, train, control=data.control, delimiter=data.delimiter) if train is not None else None
     per["unseen"] = strata.astype(str).to_numpy() if strata is not None else "n/a"
@@ -242,9 +280,18 @@ def evaluate(
 
 
 def summarize(
-    per_perturbation: pd.DataFrame, *, by: str | Sequence[str] | None = None, level: float = 0.95
+    per_perturbation: pd.DataFrame,
+    *,
+    by: str | Sequence[str] | None = None,
+    level: float = 0.95,
+    ci: Literal["bootstrap", "t"] = "bootstrap",
+    n_boot: int = 2000,
+    rng: int = 0,
 ) -> pd.DataFrame:
-    """Mean and ``level`` t-interval of every numeric metric over perturbations (rows), optionally per group.
+    """Mean and ``level`` interval of every numeric metric over the rows (perturbations or folds), optionally per group.
+
+    ``ci="bootstrap"`` (default): percentile bootstrap over rows, ``n_boot`` resamples seeded by ``rng``; the
+    interval stays within the metric's range (AUCs, proportions). ``ci="t"``: the t-interval of the mean.
 
     Returns
     -------
@@ -257,9 +304,16 @@ def summarize(
     for name, frame in groups:
         keys = dict(zip(by, name if isinstance(name, tuple) else (name,), strict=True))
         for metric in numeric:
-            mean, low, high, n = mean_ci(frame[metric].to_numpy(), level)
+            values = frame[metric].to_numpy()
+            mean, low, high, n = (
+                bootstrap_ci(values, n_boot=n_boot, level=level, rng=rng)
+                if ci == "bootstrap"
+                else mean_ci(values, level)
+            )
             rows.append({**keys, "metric": metric, "mean": mean, "ci_low": low, "ci_high": high, "n": n})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["ci"] = f"{level:.0%} {'percentile bootstrap' if ci == 'bootstrap' else 't-interval'} over rows"
+    return out
 
 
 def compare(a: pd.Series, b: pd.Series) -> dict[str, float]:
@@ -275,6 +329,57 @@ def compare(a: pd.Series, b: pd.Series) -> dict[str, float]:
     t_p = float(stats.ttest_rel(both["a"], both["b"]).pvalue) if n > 1 and np.ptp(diff) > 0 else np.nan
     w_p = float(stats.wilcoxon(diff).pvalue) if n > 1 and np.any(diff != 0) else np.nan
     return {"mean_difference": mean, "ci_low": low, "ci_high": high, "ttest_p": t_p, "wilcoxon_p": w_p, "n": n}
+
+
+def compare_models(
+    per_perturbation: pd.DataFrame,
+    model_a: str,
+    model_b: str,
+    *,
+    metrics: Sequence[str] | None = None,
+    n_perm: int = 10000,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    rng: int = 0,
+) -> pd.DataFrame:
+    """Paired comparison of two models over the same perturbations, for several metrics, Holm-corrected.
+
+    Per metric: the mean difference ``a - b`` over perturbations scored for both, its paired percentile-bootstrap
+    interval, the two-sided paired permutation (sign-flip) p-value, and Holm's adjustment across the metrics
+    compared. Deterministic under ``rng``.
+
+    Parameters
+    ----------
+    per_perturbation
+        Long table with ``model``, ``perturbation`` and metric columns (e.g. ``cross_validate(...).per_perturbation``).
+    model_a, model_b
+        Models to compare.
+    metrics
+        Metric columns; default: the per-perturbation ones of ``KEY_METRICS`` present in the table.
+
+    Returns
+    -------
+    DataFrame indexed by metric: ``mean_a, mean_b, mean_difference, ci_low, ci_high, permutation_p, holm_p, n``.
+    """
+    for model in (model_a, model_b):
+        if model not in set(per_perturbation["model"]):
+            msg = f"Model {model!r} not in the table; models: {sorted(per_perturbation['model'].unique())}."
+            raise KeyError(msg)
+    metrics = list(metrics) if metrics is not None else [m for m in KEY_METRICS if m in per_perturbation.columns]
+    rows = {}
+    for metric in metrics:
+        wide = per_perturbation.pivot_table(index="perturbation", columns="model", values=metric, aggfunc="mean")
+        a, b = wide[model_a].to_numpy(np.float64), wide[model_b].to_numpy(np.float64)
+        diff, low, high, n = paired_bootstrap(a, b, n_boot=n_boot, level=level, rng=rng)
+        both = np.isfinite(a) & np.isfinite(b)
+        rows[metric] = {
+            "mean_a": float(np.mean(a[both])) if n else np.nan, "mean_b": float(np.mean(b[both])) if n else np.nan,
+            "mean_difference": diff, "ci_low": low, "ci_high": high,
+            "permutation_p": paired_permutation_test(a, b, n_perm=n_perm, rng=rng), "n": n,
+        }  # fmt: skip
+    out = pd.DataFrame.from_dict(rows, orient="index").rename_axis("metric")
+    out.insert(out.columns.get_loc("permutation_p") + 1, "holm_p", holm(out["permutation_p"].to_numpy()))
+    return out
 
 
 def calibration(

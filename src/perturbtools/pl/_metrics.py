@@ -30,11 +30,14 @@ def metrics(
 ) -> Figure:
     """Per-subtask / per-metric comparison of models: mean with 95% CI, one panel per metric.
 
+    With a ``ceiling`` column (:func:`perturbtools.metrics.normalised_scores`) each panel shows the noise ceiling as a
+    dotted line and each model's normalised score ``(model - baseline) / (ceiling - baseline)`` beside its point.
+
     Parameters
     ----------
     summary
         ``CVResults.summary`` (or :func:`perturbtools.metrics.summarize` output) with columns
-        ``model, metric, mean, ci_low, ci_high``.
+        ``model, metric, mean, ci_low, ci_high`` (optionally ``ceiling``, ``normalised``).
     metrics
         Metrics to show, one panel each.
     models
@@ -72,6 +75,12 @@ def metrics(
             low = row["mean"] - row["ci_low"] if np.isfinite(row["ci_low"]) else 0
             high = row["ci_high"] - row["mean"] if np.isfinite(row["ci_high"]) else 0
             ax.errorbar(row["mean"], y[i], xerr=[[low], [high]], fmt="o", color=palette[model], capsize=3, **kwargs)
+            if "normalised" in sub.columns and np.isfinite(row["normalised"]):
+                ax.annotate(f"{row['normalised']:.2f}", (row["mean"], y[i]), xytext=(0, 6), textcoords="offset points",
+                            ha="center", fontsize=7, color=palette[model])  # fmt: skip
+        if "ceiling" in sub.columns and np.isfinite(sub["ceiling"]).any():
+            ax.axvline(float(sub["ceiling"].dropna().iloc[0]), color="black", ls=":", lw=1, label="noise ceiling")
+            ax.legend(fontsize=7, loc="lower right")
         ax.set_yticks(y, models)
         ax.invert_yaxis()
         ax.set_title(metric)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from .._utils import _as_rng, _progress
 from .._validation import _as_anndata
-from ..metrics._evaluate import evaluate_predictions, summarize
+from ..metrics._core import rank_metric
+from ..metrics._evaluate import evaluate_predictions, prediction_scores, summarize
 from ..pp._split import kfold_perturbations
 from ._base import LabelledData, Predictions, write_predictions
 
@@ -66,10 +67,11 @@ def _setup(adata, models, labels_key, perturbations, n_splits, rng):
     return adata, data, seed, folds, {name: _unpack(spec) for name, spec in models.items()}
 
 
-def _fit_evaluate(spec, adata, data, train, test, *, labels_key, seed, model=None, keep=None):
+def _fit_evaluate(spec, adata, data, train, test, *, labels_key, seed, model=None, keep=None, rank_pool=None):
     """Fit one model on ``train`` (or use a given fitted ``model``), predict ``test``, evaluate.
 
-    ``keep``, a list, receives the predictions.
+    ``keep``, a list, receives the predictions. With ``rank_pool`` (perturbations), the rank metric of each test
+    perturbation is computed among the same model's predictions for every perturbation of the pool.
     """
     cls, init_kwargs, fit_kwargs = spec
     start = time.perf_counter()
@@ -81,7 +83,39 @@ def _fit_evaluate(spec, adata, data, train, test, *, labels_key, seed, model=Non
     if keep is not None:
         keep.append(preds)
     per, pooled = evaluate_predictions(preds, data, test, train=train)
+    if rank_pool is not None and "rank" in per:
+        per["rank_within_fold"] = per["rank"]
+        others = [p for p in rank_pool if p not in set(test)]
+        pool = _merge_predictions([preds, model.predict(others, inplace=False)]) if others else preds
+        per["rank"] = _rank_among(pool, data, list(per.index))
     return per, pooled, elapsed
+
+
+def _rank_among(pool: Predictions, data: LabelledData, perturbations: list[str]) -> np.ndarray:
+    """Rank metric of ``perturbations`` among the predictions of every perturbation in ``pool``."""
+    perts = list(pool.perturbations)
+    s = prediction_scores(pool, data, perts)
+    truth = data.mean[data.index(perturbations)] - data.control_mean
+    own = [perts.index(p) for p in perturbations]
+    return rank_metric(s.mean - data.control_mean, truth, own=own)
+
+
+def _merge_predictions(parts: list[Predictions]) -> Predictions:
+    """One :class:`Predictions` from the predictions of disjoint perturbation sets (e.g. out-of-fold)."""
+    return Predictions(
+        *(
+            None if parts[0][i] is None else pd.concat([p[i] for p in parts], axis=1)
+            for i in range(len(Predictions._fields))
+        )
+    )
+
+
+def _oof_rank(preds: Predictions, data: LabelledData) -> pd.Series:
+    """Rank metric of every out-of-fold prediction among all out-of-fold predictions."""
+    perts = [p for p in preds.perturbations if p in set(data.perturbations)]
+    s = prediction_scores(preds, data, perts)
+    truth = data.mean[data.index(perts)] - data.control_mean
+    return pd.Series(rank_metric(s.mean - data.control_mean, truth), index=perts)
 
 
 def cross_validate(
@@ -93,11 +127,21 @@ def cross_validate(
     perturbations: Sequence[str] | None = None,
     rng: int | np.random.Generator | None = 0,
     key_added: str | None = "cv",
+    rank: Literal["fold_model", "out_of_fold", "within_fold"] = "fold_model",
     show_progress_bar: bool | None = None,
 ) -> CVResults:
     """K-fold cross-validation over perturbations, several models, one tidy table.
 
     Every model sees the same folds; a perturbation (single or combination) is tested exactly once.
+
+    The rank metric needs a set of N predictions to rank a perturbation's own prediction in. ``rank="fold_model"``
+    (default): the model of the perturbation's fold predicts *every* perturbation and the held-out prediction is
+    ranked among those N (N is the same in every fold, and a constant predictor scores (N - 1) / 2N, about 0.5).
+    ``"out_of_fold"``: among the out-of-fold predictions of all perturbations; these come from different models,
+    some of which were trained on the perturbation being ranked, which biases the metric against the model (the
+    non-control mean scores about 0.6-0.8 instead of 0.5). ``"within_fold"``: among the predictions of the fold's
+    test perturbations only (depends on the fold's size and composition). All three are reported (``rank``,
+    ``rank_out_of_fold``, ``rank_within_fold``); ``rank`` is the chosen one.
 
     Parameters
     ----------
@@ -115,6 +159,8 @@ def cross_validate(
         Seed or :class:`numpy.random.Generator` for folds and models; ``0`` by default so results reproduce.
     key_added
         Store the tables in ``adata.uns[key_added]``; ``None`` stores nothing.
+    rank
+        Which rank metric the ``rank`` column holds (see above).
     show_progress_bar
         Show a progress bar over (model, fold); default ``pt.settings.progress_bar``.
 
@@ -130,12 +176,21 @@ def cross_validate(
     for name, fold in _progress(tasks, show_progress_bar=show_progress_bar, desc="cross-validation"):
         train, test = folds[fold]
         per, pooled, elapsed = _fit_evaluate(
-            specs[name], adata, data, train, test, labels_key=labels_key, seed=fold_seed + fold, keep=oof[name]
-        )
+            specs[name], adata, data, train, test, labels_key=labels_key, seed=fold_seed + fold, keep=oof[name],
+            rank_pool=[p for f in folds for p in f[1]],
+        )  # fmt: skip
         per_rows.append(per.reset_index().assign(model=name, fold=fold))
         pooled_rows.append(pooled.assign(model=name, fold=fold))
         times.append({"model": name, "fold": fold, "seconds": elapsed, "n_train": len(train), "n_test": len(test)})
     per_df = pd.concat(per_rows, ignore_index=True)
+    merged_oof = {name: _merge_predictions(parts) for name, parts in oof.items()}
+    if "rank" in per_df:
+        per_df["rank_fold_model"] = per_df["rank"]
+        for name, merged in merged_oof.items():
+            rows = per_df["model"] == name
+            per_df.loc[rows, "rank_out_of_fold"] = per_df.loc[rows, "perturbation"].map(_oof_rank(merged, data))
+        per_df["rank"] = per_df[f"rank_{rank}"]
+        per_df = per_df.drop(columns=["rank_fold_model"])
     pooled_df = pd.concat(pooled_rows, ignore_index=True)
     per_df, pooled_df = _front(per_df, ["model", "fold"]), _front(pooled_df, ["model", "fold"])
     summary = summarize(per_df.drop(columns=["fold"]), by="model")
@@ -149,13 +204,7 @@ def cross_validate(
     summary = pd.concat([summary, pooled_summary.drop(columns=["mask"])], ignore_index=True)
     results = CVResults(per_df, pooled_df, summary, pd.DataFrame(times))
     if key_added is not None:
-        for name, parts in oof.items():
-            merged = Predictions(
-                *(
-                    None if parts[0][i] is None else pd.concat([p[i] for p in parts], axis=1)
-                    for i in range(len(Predictions._fields))
-                )
-            )
+        for name, merged in merged_oof.items():
             fold_of = {p: f for f, (_, test) in enumerate(folds) for p in test}
             params = {
                 "model": name,
