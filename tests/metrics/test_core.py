@@ -141,3 +141,37 @@ def test_de_overlap_direction_and_spearman_by_hand():
     lfc_true, lfc_pred = np.array([1.0, -2, 3, 0, 0, -1, 0, 0]), np.array([0.5, -1, 2, 7, 7, 0.1, 7, 7])
     want = stats.spearmanr(lfc_true[true_de], lfc_pred[true_de]).statistic
     assert metrics.spearman_on(true_de, lfc_true, lfc_pred) == pytest.approx(want)
+
+
+def test_mean_ci_edge_cases():
+    assert metrics.mean_ci(np.array([np.nan]))[3] == 0 and np.isnan(metrics.mean_ci(np.array([]))[0])
+    mean, low, high, n = metrics.mean_ci(np.array([2, 4], dtype=np.int64))  # integers are averaged as floats
+    assert (mean, n) == (3.0, 2) and low == pytest.approx(
+        3 - stats.t.ppf(0.975, 1) * np.std([2, 4], ddof=1) / np.sqrt(2)
+    )
+    assert metrics.mean_ci(np.array([5.0]))[:2] == (5.0, pytest.approx(np.nan, nan_ok=True))
+    _, low90, _, _ = metrics.mean_ci(np.array([1.0, 2.0, 4.0]), level=0.9)
+    assert low90 == pytest.approx(7 / 3 - stats.t.ppf(0.95, 2) * np.std([1, 2, 4], ddof=1) / np.sqrt(3))
+
+
+def test_distribution_distances_in_twenty_pcs_by_hand():
+    import anndata as ad
+    import pandas as pd
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(6)
+    X = np.vstack([rng.normal(0, 1, (60, 30)), rng.normal(0.5, 1, (50, 30))])
+    obs = pd.DataFrame({"perturbation": ["control"] * 60 + ["A"] * 50}, index=[f"c{i}" for i in range(110)])
+    real = ad.AnnData(X, obs=obs)
+    G = rng.normal(0.4, 1.1, (45, 30))
+    gen = ad.AnnData(G, obs=pd.DataFrame({"perturbation": ["A"] * 45}, index=[f"g{i}" for i in range(45)]))
+    out = metrics.distribution_distances(real, gen).loc["A"]  # defaults: 20 PCs of the real cells, 500 cells max
+    pca = PCA(n_components=20).fit(X)
+    r, g, c = pca.transform(X[60:]), pca.transform(G), pca.transform(X[:60])
+    assert out["energy"] == pytest.approx(metrics.energy_distance(r, g), rel=1e-6)
+    assert out["mmd"] == pytest.approx(metrics.mmd(r, g), rel=1e-6)
+    assert out["control_mmd"] == pytest.approx(metrics.mmd(r, c), rel=1e-6)
+    assert (out["n_real"], out["n_generated"]) == (50, 45)
+    few = metrics.distribution_distances(real, gen, max_cells=10).loc["A"]
+    assert (few["n_real"], few["n_generated"]) == (10, 10)
+    assert metrics.mmd(np.zeros((3, 2)), np.zeros((2, 2))) == 0.0  # all distances 0: the bandwidth falls back to 1

@@ -258,3 +258,14 @@ def test_min_cells_below_two_and_missing_labels_are_errors(adata):
         bad.obs["perturbation"] = col.astype(dtype)
         with pytest.raises(ValueError, match=r"2 missing value\(s\).*notna"):
             pt.pp.deg_labels(bad)
+
+
+def test_mean_from_fold_change_inverts_fold_change_with_the_default_offset():
+    from perturbtools.pp._deg_core import mean_from_fold_change
+
+    rng = np.random.default_rng(0)
+    mean_c = np.r_[0.0, rng.gamma(1.0, 1.0, 50)]
+    mean_p = np.r_[0.0, rng.gamma(1.0, 1.0, 50)]
+    fc = (np.expm1(mean_p + 0.1) + 1e-9) / (np.expm1(mean_c + 0.1) + 1e-9)  # STAMP's FC, written out
+    np.testing.assert_allclose(mean_from_fold_change(fc, mean_c), mean_p, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fold_change(mean_p, mean_c), fc, rtol=1e-12)

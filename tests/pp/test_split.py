@@ -34,3 +34,27 @@ def test_unseen_labels():
         "A+C": "1/2 unseen",
         "C+D": "2/2 unseen",
     }
+
+
+def test_split_defaults_sizes_params_and_store(labelled_adata):
+    a = labelled_adata
+    perts = a.uns["deg"]["perturbations"]
+    assert pt.pp.split_perturbations(a) is None  # written in place
+    s = a.uns["split"]
+    n = len(perts)
+    assert (len(s["test"]), len(s["val"])) == (round(0.2 * n), round(0.1 * n))  # defaults: 20% test, 10% val
+    assert len(s["train"]) == n - len(s["test"]) - len(s["val"])
+    assert dict(s["params"]) == {"labels_key": "deg", "test_size": 0.2, "val_size": 0.1, "rng": 0}
+    with pytest.raises(KeyError, match=r"uns\['nope'\].*deg_labels"):
+        pt.pp.split_perturbations(a, labels_key="nope")
+
+
+def test_kfold_default_five_folds_and_leave_one_out():
+    perts = [f"P{i}" for i in range(12)]
+    folds = list(pt.pp.kfold_perturbations(perts, rng=0))
+    assert len(folds) == 5
+    assert sorted(len(t) for _, t in folds) == [2, 2, 2, 3, 3]
+    loo = list(pt.pp.kfold_perturbations(perts, 12, rng=0))  # as many folds as perturbations: leave one out
+    assert all(len(t) == 1 for _, t in loo)
+    with pytest.raises(ValueError, match="n_splits"):
+        list(pt.pp.kfold_perturbations(perts, 13))

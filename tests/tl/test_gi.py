@@ -272,3 +272,15 @@ def test_singles_labelled_a_plus_ctrl_and_another_delimiter_score_the_same():
     pd.testing.assert_frame_equal(got.set_axis(want.index), want)
     with pytest.raises(ValueError, match=r"delimiter '\+'.*check `delimiter=`"):
         pt.tl.gi_scores(pt.pp.deg_labels(under, copy=True), min_genes=10, show_progress_bar=False)
+
+
+def test_gi_scores_core_seeded_and_constant_double():
+    from perturbtools.tl._gi_core import gi_scores_core
+
+    rng = np.random.default_rng(0)
+    d_a, d_b = rng.normal(size=80), rng.normal(size=80)
+    d_ab = 0.8 * d_a + 1.2 * d_b + rng.normal(scale=0.3, size=80)
+    one = gi_scores_core(d_a, d_b, d_ab, max_subpopulation=200, rng=5)
+    assert one == gi_scores_core(d_a, d_b, d_ab, max_subpopulation=200, rng=5)  # subsampled Theil-Sen is seeded
+    flat = gi_scores_core(d_a, d_b, np.zeros(80), max_subpopulation=200, rng=5)
+    assert flat["model_fit"] == 0.0  # a constant double: no correlation to measure, reported as 0
