@@ -84,6 +84,9 @@ def _check_values(
 
     ``summary = (min, max, n_nonfinite)`` of the values, when already computed in another pass over ``X``.
     """
+    if not (isinstance(X, np.ndarray) or sparse.issparse(X)):  # backed or dask: judge the first rows
+        X = X[: min(X.shape[0], 2000)]
+        X = X.compute() if hasattr(X, "compute") else X
     data = X.data if sparse.issparse(X) else np.asarray(X)
     if data.size == 0:
         return

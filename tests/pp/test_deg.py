@@ -269,3 +269,51 @@ def test_mean_from_fold_change_inverts_fold_change_with_the_default_offset():
     fc = (np.expm1(mean_p + 0.1) + 1e-9) / (np.expm1(mean_c + 0.1) + 1e-9)  # STAMP's FC, written out
     np.testing.assert_allclose(mean_from_fold_change(fc, mean_c), mean_p, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fold_change(mean_p, mean_c), fc, rtol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "dense"])
+def test_backed_file_streams_to_the_in_memory_result(adata, tmp_path, fmt):
+    """deg_labels / pseudobulk on `read_h5ad(backed="r")` (read in row chunks) equal the in-memory results."""
+    a = adata.copy()
+    a.X = {"csr": sparse.csr_matrix, "csc": sparse.csc_matrix, "dense": lambda m: m.toarray()}[fmt](a.X)
+    path = tmp_path / f"screen_{fmt}.h5ad"
+    a.write_h5ad(path)
+    before = path.read_bytes()
+    want = pt.pp.deg_labels(a, copy=True)
+    backed = ad.read_h5ad(path, backed="r")
+    pt.pp.deg_labels(backed, chunk_size=97)  # chunks that cut through groups
+    for key in ("deg_scores", "deg_pvals_adj", "deg_fc", "deg_mean"):
+        np.testing.assert_allclose(backed.varm[key].to_numpy(), want.varm[key].to_numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(backed.varm["deg_is_de"], want.varm["deg_is_de"])
+    pb = pt.pp.pseudobulk(backed, chunk_size=50)
+    np.testing.assert_allclose(pb.X, pt.pp.pseudobulk(a).X, rtol=1e-12)
+    assert path.read_bytes() == before  # the read-only file is never written
+    backed.file.close()
+
+
+def test_dask_matrix_streams_and_nan_chunk_names_rows(adata):
+    da = pytest.importorskip("dask.array")
+    dense = adata.X.toarray()
+    want = pt.pp.deg_labels(adata, copy=True)
+    lazy = adata.copy()
+    lazy.X = da.from_array(dense, chunks=(128, dense.shape[1]))
+    pt.pp.deg_labels(lazy, chunk_size=128)
+    np.testing.assert_allclose(lazy.varm["deg_scores"].to_numpy(), want.varm["deg_scores"].to_numpy(), rtol=1e-10)
+    bad = dense.copy()
+    bad[300, 2] = np.nan
+    lazy.X = da.from_array(bad, chunks=(128, dense.shape[1]))
+    with pytest.raises(ValueError, match="Rows 256-383 .* NaN"):
+        pt.pp.deg_labels(lazy, chunk_size=128)
+
+
+def test_dask_on_a_local_distributed_cluster(adata):
+    pytest.importorskip("dask.array")
+    distributed = pytest.importorskip("distributed")
+    import dask.array as da
+
+    want = pt.pp.deg_labels(adata, copy=True)
+    lazy = adata.copy()
+    lazy.X = da.from_array(adata.X.toarray(), chunks=(200, adata.n_vars))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, distributed.Client(cluster):
+        pt.pp.deg_labels(lazy, chunk_size=200)
+    np.testing.assert_allclose(lazy.varm["deg_scores"].to_numpy(), want.varm["deg_scores"].to_numpy(), rtol=1e-10)

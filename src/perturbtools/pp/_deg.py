@@ -66,6 +66,8 @@ def deg_labels(
     batch_key: str | None = None,
     key_added: str = "deg",
     copy: bool = False,
+    chunk_size: int | None = None,
+    show_progress_bar: bool | None = None,
 ) -> AnnData | None:
     r"""STAMP subtask labels for every perturbation against control cells.
 
@@ -113,6 +115,12 @@ def deg_labels(
         Prefix of every key written.
     copy
         Return a modified copy instead of writing into ``adata``.
+    chunk_size
+        Rows read at a time. A backed AnnData (``anndata.read_h5ad(path, backed="r")``) or a dask array in ``X`` /
+        the layer is always streamed (default 10,000 rows): memory holds one chunk plus ``2 x groups x genes``
+        float64 sums, never the whole matrix, and the file is only read. Results equal the in-memory ones.
+    show_progress_bar
+        Progress bar over chunks when streaming.
 
     Returns
     -------
@@ -160,7 +168,8 @@ def deg_labels(
     names = np.asarray(column.cat.categories.astype(str))
     codes = column.cat.codes.to_numpy(np.int64)
     labels = None  # built lazily (only modality_key needs per-cell labels)
-    moments = group_moments(X, codes, len(names))
+    stream = {"chunk_size": chunk_size, "show_progress_bar": show_progress_bar}
+    moments = group_moments(X, codes, len(names), **stream)
     _check_values(
         X, where=f"`adata.{'X' if layer is None else f'layers[{layer!r}]'}`",
         summary=(moments.value_min, moments.value_max, moments.n_nonfinite),
@@ -189,7 +198,7 @@ def deg_labels(
     mean_all_c = mean_c
     n_matched = None
     if batch_key is not None:
-        mean_c, var_c, n_c, n_matched = _matched_controls(X, codes, len(names), adata.obs[batch_key], keep, ctrl)
+        mean_c, var_c, n_c, n_matched = _matched_controls(X, codes, len(names), adata.obs[batch_key], keep, ctrl, stream)
 
     scores, pvals = welch_t(mean_p, var_p, n_p[:, None], mean_c, var_c, n_c)
     pvals_adj = bh_adjust(pvals)
@@ -248,7 +257,7 @@ def deg_labels(
     return adata if copy else None
 
 
-def _matched_controls(X, codes, n_groups, batch: pd.Series, keep: np.ndarray, ctrl: int):
+def _matched_controls(X, codes, n_groups, batch: pd.Series, keep: np.ndarray, ctrl: int, stream: dict):
     """Control moments per perturbation from the controls of the batches that perturbation's cells come from.
 
     One pass of group sums over (group, batch); batches with fewer than 2 matched controls fall back to all controls.
@@ -257,7 +266,7 @@ def _matched_controls(X, codes, n_groups, batch: pd.Series, keep: np.ndarray, ct
     """
     bcodes = pd.Categorical(batch.astype(str)).codes.astype(np.int64)
     n_b = int(bcodes.max()) + 1
-    m = group_moments(X, codes * n_b + bcodes, n_groups * n_b)
+    m = group_moments(X, codes * n_b + bcodes, n_groups * n_b, **stream)
     n = m.n.reshape(n_groups, n_b)
     sums, sumsq = m.sums.reshape(n_groups, n_b, -1), m.sumsq.reshape(n_groups, n_b, -1)
     present = (n[keep] > 0).astype(float)  # perturbations x batches

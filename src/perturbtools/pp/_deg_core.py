@@ -58,12 +58,58 @@ except ImportError:  # pragma: no cover
     _csr_group_sums = None
 
 
-def group_moments(X, codes: np.ndarray, n_groups: int) -> GroupMoments:
+#: rows per chunk when ``X`` is read from disk (backed h5ad) or is a dask array
+CHUNK_SIZE = 10_000
+
+
+def in_memory(X) -> bool:
+    """Whether ``X`` is an in-memory matrix (numpy or scipy.sparse) rather than a backed or lazy (dask) one."""
+    return isinstance(X, np.ndarray) or sparse.issparse(X)
+
+
+def group_moments(
+    X, codes: np.ndarray, n_groups: int, *, chunk_size: int | None = None, show_progress_bar: bool | None = None
+) -> GroupMoments:
     """Means and unbiased variances of the rows of ``X`` grouped by ``codes`` in one pass of group sums.
 
-    Rows with a negative code are ignored. ``X`` may be dense or sparse (CSR is read in place, no copy); sums
-    accumulate in float64.
+    Rows with a negative code are ignored; sums accumulate in float64. ``X`` may be dense or sparse in memory (CSR is
+    read in place, no copy), a backed h5ad matrix (``anndata.read_h5ad(path, backed="r").X``) or a dask array: those
+    are read in row chunks of ``chunk_size`` (default ``CHUNK_SIZE``), so memory holds one chunk plus the
+    ``2 x groups x genes`` float64 sums. A chunk with NaN or infinite values raises an error naming its rows.
     """
+    if in_memory(X) and chunk_size is None:
+        return _group_moments_in_memory(X, codes, n_groups)
+    return _group_moments_streamed(X, codes, n_groups, chunk_size or CHUNK_SIZE, show_progress_bar)
+
+
+def _group_moments_streamed(X, codes, n_groups, chunk_size, show_progress_bar) -> GroupMoments:
+    from .._utils import _progress
+
+    n_rows, n_cols = X.shape
+    n = np.zeros(n_groups)
+    sums, sumsq = np.zeros((n_groups, n_cols)), np.zeros((n_groups, n_cols))
+    vmin, vmax = np.inf, -np.inf
+    starts = range(0, n_rows, chunk_size)
+    for start in _progress(starts, show_progress_bar=show_progress_bar, desc="reading cells", unit="chunk"):
+        stop = min(start + chunk_size, n_rows)
+        block = X[start:stop]
+        if hasattr(block, "compute"):  # dask: runs on whatever scheduler is active (a distributed Client too)
+            block = block.compute()
+        part = _group_moments_in_memory(block, codes[start:stop], n_groups)
+        if part.n_nonfinite:
+            msg = f"Rows {start}-{stop - 1} of the matrix contain {part.n_nonfinite} NaN or infinite values; remove or impute them first."
+            raise ValueError(msg)
+        n += part.n
+        sums += part.sums
+        sumsq += part.sumsq
+        if np.isfinite(part.value_min):
+            vmin, vmax = min(vmin, part.value_min), max(vmax, part.value_max)
+    return _moments(n, sums, sumsq)._replace(
+        value_min=float(vmin) if np.isfinite(vmin) else np.nan, value_max=float(vmax) if np.isfinite(vmax) else np.nan
+    )
+
+
+def _group_moments_in_memory(X, codes: np.ndarray, n_groups: int) -> GroupMoments:
     if sparse.issparse(X) and X.format == "csr" and _csr_group_sums is not None:
         n_chunks = max(1, min(numba.get_num_threads(), X.shape[0] // 1000 or 1))
         sums, sumsq, vmin, vmax, bad = _csr_group_sums(

@@ -25,6 +25,8 @@ def pseudobulk(
     func: Literal["mean", "sum"] = "mean",
     groupby: Sequence[str] = (),
     mod: str | None = None,
+    chunk_size: int | None = None,
+    show_progress_bar: bool | None = None,
 ) -> AnnData:
     """Aggregate cells into one profile per perturbation.
 
@@ -42,6 +44,8 @@ def pseudobulk(
         Further ``obs`` columns to split by (e.g. ``["cell_type"]``).
     mod
         Modality of a MuData to use.
+    chunk_size, show_progress_bar
+        Streaming of a backed or dask matrix in row chunks, as in :func:`perturbtools.pp.deg_labels`.
 
     Returns
     -------
@@ -57,7 +61,9 @@ def pseudobulk(
     groups = keys.drop_duplicates().sort_values(cols).reset_index(drop=True)
     index = pd.MultiIndex.from_frame(groups)
     codes = index.get_indexer(pd.MultiIndex.from_frame(keys))
-    moments = group_moments(_get_matrix(adata, layer), codes, len(groups))
+    moments = group_moments(
+        _get_matrix(adata, layer), codes, len(groups), chunk_size=chunk_size, show_progress_bar=show_progress_bar
+    )
     X = moments.mean if func == "mean" else moments.mean * moments.n[:, None]
     obs = groups.copy()
     obs["n_cells"] = moments.n.astype(int)
