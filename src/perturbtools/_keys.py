@@ -47,6 +47,11 @@ def prediction_keys(prefix: str) -> PredictionKeys:
     return PredictionKeys(*(f"{prefix}_{f}" for f in PredictionKeys._fields))
 
 
+def interval_key(prefix: str, level: float, bound: str) -> str:
+    """``varm`` key of the ``bound`` (``"lower"`` / ``"upper"``) of a ``level`` prediction interval, e.g. ``gp_lower90``."""
+    return f"{prefix}_{bound}{round(level * 100):02d}"
+
+
 def gi_key(prefix: str) -> str:
     """``uns`` key of genetic-interaction scores computed from the result ``prefix``."""
     return f"{prefix}_gi"

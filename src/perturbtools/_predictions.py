@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ._keys import prediction_keys
+from ._keys import interval_key, prediction_keys
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from anndata import AnnData
 
 logger = logging.getLogger(__name__)
@@ -57,8 +59,23 @@ class Predictions(NamedTuple):
         )
 
 
-def write_predictions(adata: AnnData, preds: Predictions, key_added: str, params: dict[str, Any]) -> None:
-    """Write ``preds`` to ``adata.varm[f"{key_added}_{field}"]`` and ``params`` to ``adata.uns[key_added]``."""
+def write_predictions(
+    adata: AnnData,
+    preds: Predictions,
+    key_added: str,
+    params: dict[str, Any],
+    *,
+    intervals: Mapping[float, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+) -> None:
+    """Write ``preds`` to ``adata.varm[f"{key_added}_{field}"]`` and ``params`` to ``adata.uns[key_added]``.
+
+    ``intervals`` (level -> lower, upper frames) go to ``varm[interval_key(key_added, level, "lower" / "upper")]``
+    and their levels to ``uns[key_added]["interval_levels"]``; intervals of an earlier call under the same key are
+    removed.
+    """
+    for old in adata.uns.get(key_added, {}).get("interval_levels", []) if key_added in adata.uns else []:
+        for bound in ("lower", "upper"):
+            adata.varm.pop(interval_key(key_added, float(old), bound), None)
     keys = prediction_keys(key_added)
     for field, frame in zip(Predictions._fields, preds, strict=True):
         key = getattr(keys, field)
@@ -66,8 +83,27 @@ def write_predictions(adata: AnnData, preds: Predictions, key_added: str, params
             adata.varm.pop(key, None)
             continue
         adata.varm[key] = frame.reindex(adata.var_names)
-    adata.uns[key_added] = {**params, "predicted": preds.perturbations}
+    for level, (lower, upper) in (intervals or {}).items():
+        adata.varm[interval_key(key_added, level, "lower")] = lower.reindex(adata.var_names)
+        adata.varm[interval_key(key_added, level, "upper")] = upper.reindex(adata.var_names)
+    extra = {"interval_levels": np.array(sorted(intervals), dtype=float)} if intervals else {}
+    adata.uns[key_added] = {**params, "predicted": preds.perturbations, **extra}
     logger.info("added `.varm[%r_*]` and `.uns[%r]`", key_added, key_added)
+
+
+def read_intervals(adata: AnnData, key: str) -> dict[float, tuple[pd.DataFrame, pd.DataFrame]]:
+    """Prediction intervals written under ``key`` (level -> lower, upper genes x perturbations frames)."""
+    levels = adata.uns.get(key, {}).get("interval_levels", []) if key in adata.uns else []
+    if len(levels) == 0:
+        msg = f"No prediction intervals under {key!r}. Run `pt.tl.conformal_intervals(adata, ..., key_added={key!r})`."
+        raise KeyError(msg)
+    return {
+        float(lv): (
+            adata.varm[interval_key(key, float(lv), "lower")],
+            adata.varm[interval_key(key, float(lv), "upper")],
+        )
+        for lv in levels
+    }
 
 
 def read_predictions(adata: AnnData, key: str) -> Predictions:

@@ -302,7 +302,7 @@ def test_dask_matrix_streams_and_nan_chunk_names_rows(adata):
     bad = dense.copy()
     bad[300, 2] = np.nan
     lazy.X = da.from_array(bad, chunks=(128, dense.shape[1]))
-    with pytest.raises(ValueError, match="Rows 256-383 .* NaN"):
+    with pytest.raises(ValueError, match=r"Rows 256-383 .* NaN"):
         pt.pp.deg_labels(lazy, chunk_size=128)
 
 
@@ -314,6 +314,9 @@ def test_dask_on_a_local_distributed_cluster(adata):
     want = pt.pp.deg_labels(adata, copy=True)
     lazy = adata.copy()
     lazy.X = da.from_array(adata.X.toarray(), chunks=(200, adata.n_vars))
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, distributed.Client(cluster):
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
         pt.pp.deg_labels(lazy, chunk_size=200)
     np.testing.assert_allclose(lazy.varm["deg_scores"].to_numpy(), want.varm["deg_scores"].to_numpy(), rtol=1e-10)

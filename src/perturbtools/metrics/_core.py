@@ -162,3 +162,32 @@ def spearman_on(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     if np.ptp(x) == 0 or np.ptp(y) == 0:
         return np.nan
     return float(stats.spearmanr(x, y).statistic)
+
+
+def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> dict[str, np.ndarray]:
+    """Reliability diagram data: equal-width probability bins on [0, 1] (the last bin closed).
+
+    Returns ``{"bin_low", "bin_high", "confidence" (mean probability), "accuracy" (share of positives), "count"}``
+    per bin; empty bins hold NaN.
+    """
+    y = np.asarray(y, dtype=np.float64).ravel()
+    p = np.asarray(proba, dtype=np.float64).ravel()
+    keep = np.isfinite(p) & np.isfinite(y)
+    y, p = y[keep], p[keep]
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(idx, weights=p, minlength=n_bins) / count
+        acc = np.bincount(idx, weights=y, minlength=n_bins) / count
+    return {"bin_low": edges[:-1], "bin_high": edges[1:], "confidence": conf, "accuracy": acc, "count": count}
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: ``sum_b (n_b / N) |accuracy_b - confidence_b|`` over equal-width bins; NaN without entries."""
+    r = reliability(y, proba, n_bins)
+    n = r["count"].sum()
+    if n == 0:
+        return np.nan
+    used = r["count"] > 0
+    return float(np.sum(r["count"][used] / n * np.abs(r["accuracy"][used] - r["confidence"][used])))

@@ -9,15 +9,17 @@ import pandas as pd
 from scipy import stats
 
 from .._labelled import LabelledData
-from .._predictions import read_predictions
+from .._predictions import read_intervals, read_predictions
 from ..pp._deg_core import fold_change, mean_from_fold_change
 from ..pp._split import unseen_labels
 from ._core import (
     de_overlap,
     direction_agreement,
+    expected_calibration_error,
     mean_ci,
     pr_auc,
     rank_metric,
+    reliability,
     roc_auc,
     rowwise_mae,
     rowwise_pearson,
@@ -426,6 +428,83 @@ def calibration(
             }
         )
     return pd.DataFrame(rows)
+
+
+def interval_coverage(
+    adata: AnnData,
+    key: str,
+    *,
+    labels_key: str = "deg",
+    perturbations: Sequence[str] | None = None,
+    n_boot: int = 2000,
+    rng: int = 0,
+) -> pd.DataFrame:
+    """Coverage and width of the prediction intervals written under ``key`` (e.g. by ``pt.tl.conformal_intervals``).
+
+    Per level: the share of (perturbation, gene) entries whose observed mean lies in ``[lower, upper]``, its 95%
+    percentile-bootstrap interval over perturbations (the exchangeable units), the mean and median width of the
+    finite intervals and the number of infinite ones.
+
+    Returns
+    -------
+    DataFrame indexed by level: ``coverage, coverage_ci_low, coverage_ci_high, mean_width, median_width, n_infinite,
+    n_entries, n_perturbations``.
+    """
+    data = LabelledData.from_adata(adata, labels_key)
+    intervals = read_intervals(adata, key)
+    rows = {}
+    for level, (lower, upper) in intervals.items():
+        perts = [p for p in (perturbations or lower.columns) if p in set(data.perturbations)]
+        y = data.mean[data.index(perts)]
+        lo, hi = (frame[perts].to_numpy(np.float64).T for frame in (lower, upper))
+        inside = (y >= lo) & (y <= hi)
+        width = hi - lo
+        finite = np.isfinite(width)
+        _, low, high, n = bootstrap_ci(inside.mean(axis=1), n_boot=n_boot, rng=rng)
+        rows[level] = {
+            "coverage": float(inside.mean()), "coverage_ci_low": low, "coverage_ci_high": high,
+            "mean_width": float(width[finite].mean()) if finite.any() else np.inf,
+            "median_width": float(np.median(width[finite])) if finite.any() else np.inf,
+            "n_infinite": int((~finite).sum()), "n_entries": int(inside.size), "n_perturbations": n,
+        }  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("level")
+
+
+def probability_calibration(
+    adata: AnnData,
+    key: str,
+    *,
+    labels_key: str = "deg",
+    subtask: Literal["de", "direction"] = "de",
+    perturbations: Sequence[str] | None = None,
+    n_bins: int = 10,
+) -> pd.DataFrame:
+    """Reliability table and expected calibration error of a model's DE or direction probabilities.
+
+    DE: ``de_proba`` against the DEG labels over all entries; direction: ``up_proba`` against up-regulation over the
+    true DEGs. The ECE is in ``attrs["ece"]``.
+
+    Returns
+    -------
+    One row per probability bin: ``bin_low, bin_high, confidence, accuracy, count``.
+    """
+    data = LabelledData.from_adata(adata, labels_key)
+    preds = read_predictions(adata, key)
+    frame = preds.de_proba if subtask == "de" else preds.up_proba
+    if frame is None:
+        msg = f"The predictions under {key!r} have no `{'de_proba' if subtask == 'de' else 'up_proba'}`."
+        raise KeyError(msg)
+    perts = [p for p in (perturbations or preds.perturbations) if p in set(data.perturbations)]
+    idx = data.index(perts)
+    proba = frame[perts].to_numpy(np.float64).T
+    if subtask == "de":
+        y, keep = data.is_de[idx], np.ones(proba.shape, dtype=bool)
+    else:
+        y, keep = data.direction[idx] > 0, data.is_de[idx]
+    table = pd.DataFrame(reliability(y[keep], proba[keep], n_bins))
+    table.attrs["ece"] = expected_calibration_error(y[keep], proba[keep], n_bins)
+    table.attrs["n_entries"] = int(keep.sum())
+    return table
 
 
 def _evaluate_labels_only(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._curves import calibration, few_shot, learning_curve
+from ._curves import calibration, few_shot, learning_curve, reliability
 from ._gi import attributions, gi_confusion, gi_precision, gi_scores
 from ._metrics import deg_counts, metrics, model_scatter, prediction_scatter
 
@@ -18,4 +18,5 @@ __all__ = [
     "metrics",
     "model_scatter",
     "prediction_scatter",
+    "reliability",
 ]

@@ -80,7 +80,7 @@ def calibration(table: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -
     Parameters
     ----------
     table
-        Output of :func:`perturbtools.metrics.calibration`.
+        Output of :func:`perturbtools.metrics.calibration` or :func:`perturbtools.metrics.interval_coverage`.
     ax
         Axes to draw on.
     **kwargs
@@ -91,6 +91,7 @@ def calibration(table: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -
     The :class:`~matplotlib.axes.Axes` drawn on.
     """
     ax = _new_ax(ax)
+    table = table if "level" in table.columns else table.reset_index()
     low = np.nan_to_num(table["coverage"] - table["coverage_ci_low"])
     high = np.nan_to_num(table["coverage_ci_high"] - table["coverage"])
     ax.errorbar(table["level"], table["coverage"], yerr=[low, high], fmt="o-", capsize=3, **kwargs)
@@ -99,4 +100,33 @@ def calibration(table: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -
     ax.set_ylim(0, 1)
     ax.set_xlabel("nominal level")
     ax.set_ylabel("observed coverage")
+    return ax
+
+
+def reliability(table: pd.DataFrame, *, ax: Axes | None = None, **kwargs: Any) -> Axes:
+    """Reliability diagram: share of positives against mean predicted probability per bin (diagonal = calibrated).
+
+    Parameters
+    ----------
+    table
+        Output of :func:`perturbtools.metrics.probability_calibration`; its ECE goes in the title.
+    ax
+        Axes to draw on.
+    **kwargs
+        Passed to :meth:`matplotlib.axes.Axes.plot`.
+
+    Returns
+    -------
+    The :class:`~matplotlib.axes.Axes` drawn on.
+    """
+    ax = _new_ax(ax)
+    used = table["count"] > 0
+    ax.plot(table.loc[used, "confidence"], table.loc[used, "accuracy"], "o-", **kwargs)
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed share of positives")
+    if "ece" in table.attrs:
+        ax.set_title(f"ECE {table.attrs['ece']:.3f} ({int(table['count'].sum())} entries)")
     return ax

@@ -198,7 +198,9 @@ def deg_labels(
     mean_all_c = mean_c
     n_matched = None
     if batch_key is not None:
-        mean_c, var_c, n_c, n_matched = _matched_controls(X, codes, len(names), adata.obs[batch_key], keep, ctrl, stream)
+        mean_c, var_c, n_c, n_matched = _matched_controls(
+            X, codes, len(names), adata.obs[batch_key], keep, ctrl, stream
+        )
 
     scores, pvals = welch_t(mean_p, var_p, n_p[:, None], mean_c, var_c, n_c)
     pvals_adj = bh_adjust(pvals)

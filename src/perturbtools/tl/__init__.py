@@ -15,6 +15,8 @@ from ._baselines import (
     NonControlMean,
     RandomPerturbation,
 )
+from ._calibrator import ProbabilityCalibrator
+from ._conformal import conformal_intervals
 from ._gi import (
     gi_accuracy,
     gi_class_proba,
@@ -80,8 +82,10 @@ __all__ = [
     "PerturbationModel",
     "Predictions",
     "PriorSourceCombination",
+    "ProbabilityCalibrator",
     "RandomPerturbation",
     "SourceRanking",
+    "conformal_intervals",
     "cross_validate",
     "distance_correlation",
     "few_shot",

@@ -56,6 +56,8 @@ class GPModel(PerturbationModel):
     """
 
     _default_key: ClassVar[str] = "gp"
+    #: predictions carry a predictive variance (``mean_var``): conformal scores are normalised by the posterior SD
+    predicts_variance: ClassVar[bool] = True
 
     def __init__(
         self,

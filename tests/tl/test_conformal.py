@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import perturbtools as pt
+from perturbtools.tl._conformal_core import cv_plus, split_conformal
+
+
+def test_split_conformal_quantile_by_hand():
+    rng = np.random.default_rng(0)
+    scores = rng.random((19, 3))
+    pred, scale = np.zeros((2, 3)), np.full((2, 3), 2.0)
+    low, high = split_conformal(pred, scale, scores, 0.9)
+    k = int(np.ceil(0.9 * 20))  # the 18th smallest of 19 scores
+    np.testing.assert_allclose(high[0], 2 * np.sort(scores, axis=0)[k - 1])
+    np.testing.assert_allclose(low, -high)
+    assert np.isinf(split_conformal(pred, scale, scores, 0.97)[1]).all()  # 0.97 > 19/20: unbounded
+
+
+@pytest.mark.parametrize("method", ["split", "cv+"])
+def test_coverage_on_exchangeable_data_is_nominal(method):
+    """Simulated exchangeable units: the mean predictor's conformal intervals cover at the nominal level."""
+    rng = np.random.default_rng(1)
+    n, q, reps, k = 79, 25, 400, 5
+    covered = {lv: [] for lv in (0.5, 0.8, 0.9)}
+    for _ in range(reps):
+        y = rng.standard_t(5, size=(n + q, 1)) * 2 + 1
+        calib, test = y[:n], y[n:]
+        if method == "split":
+            fit, cal = calib[:40], calib[40:]
+            scores = np.abs(cal - fit.mean(0))
+            for lv in covered:
+                lo, hi = split_conformal(np.full((q, 1), fit.mean()), np.ones((q, 1)), scores, lv)
+                covered[lv].append(np.mean((test >= lo) & (test <= hi)))
+        else:
+            folds = np.arange(n) % k
+            mus = np.stack([calib[folds != f].mean(0) for f in range(k)])  # K x 1
+            scores = np.abs(calib - mus[folds])
+            pred = np.repeat(mus[:, None, :], q, axis=1)  # K x Q x 1
+            for lv in covered:
+                lo, hi = cv_plus(pred, np.ones_like(pred), scores, folds, lv)
+                covered[lv].append(np.mean((test >= lo) & (test <= hi)))
+    n_cal = 39 if method == "split" else n
+    for lv, values in covered.items():
+        # split: exactly ceil(lv (n + 1)) / (n + 1) in expectation; CV+: about lv (Monte-Carlo SE ~ 0.005)
+        want = np.ceil(lv * (n_cal + 1)) / (n_cal + 1) if method == "split" else lv
+        assert np.mean(values) == pytest.approx(want, abs=0.02), (lv, np.mean(values))
+
+
+@pytest.fixture
+def many_perts():
+    a = pt.data.synthetic(n_cells=3000, n_genes=60, n_perturbations=48, rng=3)
+    pt.pp.deg_labels(a)
+    pt.pp.add_gene_embedding(a, a.uns["synthetic"]["gene_embedding"], key_added="gene_emb")
+    return a
+
+
+def test_conformal_intervals_in_anndata_and_coverage_by_hand(many_perts):
+    a = many_perts
+    perts = a.uns["deg"]["perturbations"]
+    train, test = perts[:36], perts[36:]
+    out = pt.tl.conformal_intervals(a, pt.tl.NonControlMean, train=train, test=test, n_splits=4,
+                                    show_progress_bar=False)  # fmt: skip
+    assert set(out) == {0.5, 0.8, 0.9, 0.95} and "noncontrol_mean_lower90" in a.varm
+    lo, hi = a.varm["noncontrol_mean_lower90"][test].to_numpy(), a.varm["noncontrol_mean_upper90"][test].to_numpy()
+    assert (lo <= a.varm["noncontrol_mean_mean"][test].to_numpy() + 1e-6).all() and (hi >= lo).all()
+    y = a.varm["deg_mean"][test].to_numpy()
+    cov = pt.metrics.interval_coverage(a, "noncontrol_mean", n_boot=200)
+    assert cov.loc[0.9, "coverage"] == pytest.approx(np.mean((y >= lo) & (y <= hi)))
+    assert cov.loc[0.9, "mean_width"] == pytest.approx(np.mean(hi - lo), rel=1e-5)
+    assert cov.loc[0.9, "coverage_ci_low"] <= cov.loc[0.9, "coverage"] <= cov.loc[0.9, "coverage_ci_high"] <= 1
+    assert (cov["coverage"].diff().dropna() >= 0).all() and cov.loc[0.9, "coverage"] > 0.7
+    with pytest.raises(ValueError, match="overlap"):
+        pt.tl.conformal_intervals(a, pt.tl.NonControlMean, train=train, test=train[:2])
+    pt.tl.NonControlMean(a).fit(train).predict(test)  # a plain predict under the same key drops stale intervals
+    assert "noncontrol_mean_lower90" not in a.varm
+    with pytest.raises(KeyError, match="conformal_intervals"):
+        pt.metrics.interval_coverage(a, "noncontrol_mean")
+
+
+def test_gp_posterior_normalised_intervals_are_adaptive(many_perts):
+    a = many_perts
+    perts = a.uns["deg"]["perturbations"]
+    out = pt.tl.conformal_intervals(a, (pt.tl.GPModel, {"n_components": 6}), train=perts[:36], test=perts[36:],
+                                    n_splits=4, show_progress_bar=False)  # fmt: skip
+    assert a.uns["gp"]["conformal"]["scale"] == "posterior"
+    width = (out[0.9][1] - out[0.9][0]).to_numpy()
+    assert np.std(width, axis=0).mean() > 0  # widths differ between genes: normalised by the posterior SD
+
+
+def test_ece_reliability_and_calibrators_by_hand():
+    y = np.array([1, 0, 1, 1, 0, 0, 1, 0])
+    p = np.array([0.95, 0.05, 0.65, 0.55, 0.45, 0.15, 0.99, 0.91])
+    r = pt.metrics.reliability(y, p, n_bins=2)  # bins [0, .5) and [.5, 1]
+    np.testing.assert_allclose(r["count"], [3, 5])
+    np.testing.assert_allclose(r["confidence"], [(0.05 + 0.45 + 0.15) / 3, (0.95 + 0.65 + 0.55 + 0.99 + 0.91) / 5])
+    np.testing.assert_allclose(r["accuracy"], [0, 4 / 5])
+    want = 3 / 8 * abs(0 - 0.65 / 3) + 5 / 8 * abs(0.8 - 4.05 / 5)
+    assert pt.metrics.expected_calibration_error(y, p, n_bins=2) == pytest.approx(want)
+    rng = np.random.default_rng(0)
+    true_p = rng.random(20000)
+    labels = rng.random(20000) < true_p
+    overconfident = 1 / (1 + np.exp(-3 * np.log(true_p / (1 - true_p))))  # logit x 3
+    assert pt.metrics.expected_calibration_error(labels, overconfident) > 0.08
+    temp = pt.tl.ProbabilityCalibrator("temperature").fit(overconfident[:10000], labels[:10000])
+    assert temp.temperature_ == pytest.approx(3.0, rel=0.1)
+    for method in ("temperature", "isotonic"):
+        cal = pt.tl.ProbabilityCalibrator(method).fit(overconfident[:10000], labels[:10000])
+        assert pt.metrics.expected_calibration_error(labels[10000:], cal.transform(overconfident[10000:])) < 0.03
+    with pytest.raises(ValueError, match="both classes"):
+        pt.tl.ProbabilityCalibrator().fit(np.array([0.2, 0.3]), np.array([0, 0]))
+    with pytest.raises(RuntimeError, match="fit"):
+        pt.tl.ProbabilityCalibrator().transform(p)
+
+
+def test_probability_calibration_of_a_model(many_perts):
+    a = many_perts
+    perts = a.uns["deg"]["perturbations"]
+    pt.tl.GPModel(a, n_components=6).fit(perts[:36]).predict(perts[36:])
+    table = pt.metrics.probability_calibration(a, "gp")
+    y = a.varm["deg_is_de"][perts[36:]].to_numpy().ravel()
+    p = a.varm["gp_de_proba"][perts[36:]].to_numpy().ravel()
+    assert table.attrs["ece"] == pytest.approx(pt.metrics.expected_calibration_error(y, p))
+    direction = pt.metrics.probability_calibration(a, "gp", subtask="direction")
+    assert direction.attrs["n_entries"] == y.sum()
+    import matplotlib.axes
+
+    ax = pt.pl.reliability(table)
+    assert isinstance(ax, matplotlib.axes.Axes) and ax.get_title().startswith(f"ECE {table.attrs['ece']:.3f}")
