@@ -21,7 +21,7 @@ SRC = ROOT / "src" / "perturbtools"
 #: (name, file, original text, wrong text, tests that must fail)
 MUTATIONS = [
     ("rank metric replaced by a constant stub", "metrics/_core.py",
-     "return ((sim > own + tol).sum(axis=1) + 0.5 * ties) / sim.shape[0]", "return np.full(sim.shape[0], 0.45)",
+     "return ((sim > mine + tol).sum(axis=1) + 0.5 * ties) / sim.shape[1]", "return np.full(sim.shape[0], 0.45)",
      "tests/metrics/test_core.py"),
     ("kNN weights uniform instead of exp(-d)", "tl/_baselines.py",
      "w = np.exp(-(d - d.min(axis=1, keepdims=True))) if weighted else np.ones_like(d)", "w = np.ones_like(d)",
