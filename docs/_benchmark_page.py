@@ -35,6 +35,11 @@ SECTIONS = [
         "PerturbNet throughput",
         "`python benchmarks/bench_perturbnet_throughput.py` — cINN training and generation (decode included), cells/s, CPU.",
     ),
+    (
+        "conformal_coverage.csv",
+        "Conformal prediction intervals on held-out perturbations",
+        "`python benchmarks/bench_conformal.py` — CV+ (5 inner folds on the training perturbations) nested in 5-fold CV over perturbations; coverage pooled over held-out (perturbation, gene) entries; goal |coverage - nominal| <= 0.03.",
+    ),
 ]
 
 
