@@ -282,8 +282,8 @@ def _benchmark_one(
     report.text(f"CV of {len(models)} models took {time.perf_counter() - start:.0f} s.")
     summary = _with_ceiling(name, adata, perts, res.summary, cfg, report)
     report.table(
-        f"{name}: mean [95% bootstrap CI] over perturbations (pooled_*: over folds); rank over all out-of-fold "
-        "predictions; last row: the noise ceiling",
+        f"{name}: mean [95% bootstrap CI] over perturbations (pooled_*: over folds); rank among the fold model's "
+        "predictions of all perturbations; last row: the noise ceiling",
         _summary_table(summary),
     )
     if "normalised" in summary:
