@@ -138,12 +138,18 @@ def test_missing_embeddings(labelled_adata):
     assert (~m.coverage_["covered"]).sum() == 1
 
 
-def test_few_shot_transfer(labelled_adata):
-    src = labelled_adata
+def _target_line(src):
+    """A second labelled 'cell line' with the source's genes and gene embedding."""
     tgt = pt.data.synthetic(n_cells=600, n_genes=60, n_perturbations=8, rng=5)
     tgt.var_names = src.var_names
     pt.pp.deg_labels(tgt)
     pt.pp.add_gene_embedding(tgt, src.uns["gene_emb"])
+    return tgt
+
+
+def test_few_shot_transfer(labelled_adata):
+    src = labelled_adata
+    tgt = _target_line(src)
     table = pt.tl.few_shot(
         src, tgt, (pt.tl.STAMP, {"hidden1": (16, 16)}, FAST), shots=(0, 2, 4), n_splits=2,
         baselines={"noncontrol_mean": pt.tl.NonControlMean}, show_progress_bar=False,
@@ -174,10 +180,7 @@ class _CountingSTAMP(pt.tl.STAMP):
 
 def test_few_shot_n_shots_train_on_n_perturbations(labelled_adata):
     src = labelled_adata
-    tgt = pt.data.synthetic(n_cells=600, n_genes=60, n_perturbations=8, rng=5)
-    tgt.var_names = src.var_names
-    pt.pp.deg_labels(tgt)
-    pt.pp.add_gene_embedding(tgt, src.uns["gene_emb"])
+    tgt = _target_line(src)
     _CountingSTAMP.sizes = []
     pt.tl.few_shot(src, tgt, (_CountingSTAMP, {"hidden1": (8, 8)}, FAST), shots=(0, 2, 3), n_splits=2,
                    show_progress_bar=False)  # fmt: skip

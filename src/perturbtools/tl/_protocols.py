@@ -113,9 +113,7 @@ def _merge_predictions(parts: list[Predictions]) -> Predictions:
 def _oof_rank(preds: Predictions, data: LabelledData) -> pd.Series:
     """Rank metric of every out-of-fold prediction among all out-of-fold predictions."""
     perts = [p for p in preds.perturbations if p in set(data.perturbations)]
-    s = prediction_scores(preds, data, perts)
-    truth = data.mean[data.index(perts)] - data.control_mean
-    return pd.Series(rank_metric(s.mean - data.control_mean, truth), index=perts)
+    return pd.Series(_rank_among(preds, data, perts), index=perts)
 
 
 def cross_validate(
