@@ -91,7 +91,7 @@ def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
 def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     s = summary[summary["metric"].isin(metrics.KEY_METRICS)].copy()
     s["cell"] = [
-        f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{m:.3f}"
+        "undefined" if not np.isfinite(m) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{m:.3f}"
         for m, lo, hi in zip(s["mean"], s["ci_low"], s["ci_high"], strict=True)
     ]
     wide = s.pivot(index="model", columns="metric", values="cell")
@@ -99,6 +99,13 @@ def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
         ceiling = s.drop_duplicates("metric").set_index("metric")["ceiling"]
         wide.loc["noise ceiling"] = [f"{ceiling.get(m, np.nan):.3f}" for m in wide.columns]
     return wide[[m for m in metrics.KEY_METRICS if m in wide.columns]]
+
+
+def _undefined_notes(summary: pd.DataFrame) -> str:
+    """One line per headline metric that is undefined for some rows, with the reason (same for every model)."""
+    s = summary[summary["metric"].isin(metrics.KEY_METRICS) & (summary["note"] != "")]
+    first = s.drop_duplicates("metric").set_index("metric")["note"]
+    return "; ".join(f"`{m}`: {note}" for m, note in first.items())
 
 
 def _with_ceiling(name, adata, perts, summary, cfg, report) -> pd.DataFrame:
@@ -282,10 +289,13 @@ def _benchmark_one(
     report.text(f"CV of {len(models)} models took {time.perf_counter() - start:.0f} s.")
     summary = _with_ceiling(name, adata, perts, res.summary, cfg, report)
     report.table(
-        f"{name}: mean [95% bootstrap CI] over perturbations (pooled_*: over folds); rank among the fold model's "
-        "predictions of all perturbations; last row: the noise ceiling",
+        f"{name}: mean [95% bootstrap CI] over perturbations (pooled_*: over folds); rank among the held-out "
+        "predictions of the fold (denominator N - 1, 0.5 = constant predictor); last row: the noise ceiling",
         _summary_table(summary),
     )
+    notes = _undefined_notes(summary)
+    if notes:
+        report.text(f"{name}: undefined or partly undefined metrics (min_positives={metrics.MIN_POSITIVES}): " + notes)
     if "normalised" in summary:
         base = summary.attrs["baseline"]
         norm = summary[summary["metric"].isin(metrics.KEY_METRICS)].pivot(

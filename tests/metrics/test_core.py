@@ -51,9 +51,10 @@ def test_rank_metric():
     truth = rng.normal(size=(10, 30))
     assert np.all(metrics.rank_metric(truth, truth) == 0)
     const = np.tile(rng.normal(size=30), (10, 1))
-    assert np.allclose(metrics.rank_metric(const, truth), 0.45)
-    shuffled = metrics.rank_metric(truth[rng.permutation(10)], truth).mean()
-    assert shuffled > 0.2
+    assert np.allclose(metrics.rank_metric(const, truth), 0.5)  # ties with all 9 others, counted half: 4.5 / 9
+    worst = -truth  # own prediction anti-correlated: every other prediction is closer
+    assert np.allclose(metrics.rank_metric(worst, truth), 1.0)
+    assert np.isnan(metrics.rank_metric(truth[:1], truth[:1])).all()  # one prediction: nothing to rank among
 
 
 def test_mean_ci():
@@ -63,14 +64,15 @@ def test_mean_ci():
 
 
 def _rank_by_hand(pred, true):
-    """Wu et al.'s rank metric with an explicit loop: share of predictions closer (cosine) to q's truth than q's own."""
+    """Wu et al.'s rank metric with an explicit loop: share of the n - 1 other predictions closer (cosine) to q's truth
+    than q's own."""
     from scipy.spatial.distance import cosine
 
     n = len(true)
     out = np.zeros(n)
     for q in range(n):
         sims = [1 - cosine(true[q], pred[j]) for j in range(n)]
-        out[q] = (sum(s > sims[q] for s in sims) + 0.5 * (sum(s == sims[q] for s in sims) - 1)) / n
+        out[q] = (sum(s > sims[q] for s in sims) + 0.5 * (sum(s == sims[q] for s in sims) - 1)) / (n - 1)
     return out
 
 

@@ -75,7 +75,7 @@ def test_every_metric_at_evaluate_level_by_hand(labelled_adata):
     truth = a.varm["deg_mean"].to_numpy().T
     pred = np.maximum(truth + rng.normal(scale=0.3, size=truth.shape), 0)
     preds = Predictions.from_arrays(data.var_names, data.perturbations, mean=pred)
-    per, pooled = pt.metrics.evaluate_predictions(preds, data)
+    per, pooled = pt.metrics.evaluate_predictions(preds, data, min_positives=1)  # the formulas, without the minimum
 
     def fc(m):
         return (np.expm1(m + 0.1) + 1e-9) / (np.expm1(mu_c + 0.1) + 1e-9)
@@ -133,7 +133,7 @@ def test_de_overlap_columns_at_evaluate_level_by_hand(labelled_adata):
     truth = a.varm["deg_mean"].to_numpy().T
     pred = np.maximum(truth + rng.normal(scale=0.3, size=truth.shape), 0)
     per, _ = pt.metrics.evaluate_predictions(
-        Predictions.from_arrays(data.var_names, data.perturbations, mean=pred), data
+        Predictions.from_arrays(data.var_names, data.perturbations, mean=pred), data, min_positives=1
     )
     mu_c = a.var["deg_control_mean"].to_numpy()
     for i, p in enumerate(data.perturbations):
@@ -173,3 +173,57 @@ def test_compare_models_paired_and_holm_corrected():
     np.testing.assert_allclose(table["holm_p"], multipletests(table["permutation_p"], method="holm")[1])
     with pytest.raises(KeyError, match="nope"):
         pt.metrics.compare_models(a, "a", "nope")
+
+
+def test_metrics_from_too_few_positives_are_undefined_with_reason(labelled_adata):
+    """A DE / direction / FC metric from fewer than ``min_positives`` positives is NaN, and the summary says why."""
+    a = labelled_adata
+    data = LabelledData.from_adata(a)
+    truth = a.varm["deg_mean"].to_numpy().T
+    preds = Predictions.from_arrays(data.var_names, data.perturbations, mean=truth)
+    is_de = a.varm["deg_is_de"].to_numpy().T
+    up = (a.varm["deg_direction"].to_numpy().T > 0) & is_de
+    down = is_de & ~up
+    m = int(np.median(is_de.sum(axis=1))) + 1  # leaves some perturbations below, some at or above the minimum
+    per, pooled = pt.metrics.evaluate_predictions(preds, data, min_positives=m)
+    few_de = is_de.sum(axis=1) < m
+    assert few_de.any() and (~few_de).any()
+    np.testing.assert_array_equal(per["roc_auc_de"].isna().to_numpy(), few_de)
+    np.testing.assert_array_equal(per["pearson_fc"].isna().to_numpy(), few_de)
+    np.testing.assert_array_equal(per["overlap_at_20"].isna().to_numpy(), few_de)
+    few_dir = (up.sum(axis=1) < m) | (down.sum(axis=1) < m)
+    np.testing.assert_array_equal(per["roc_auc_dir"].isna().to_numpy(), few_dir)
+    np.testing.assert_array_equal(per["n_up"].to_numpy(), up.sum(axis=1))
+    assert per["pearson_delta"].notna().all()  # expression metrics need no DEGs
+    # pooled: the minimum applies to the pooled entries
+    row = pooled[(pooled["stratum"] == "all") & (pooled["mask"] == "all")].iloc[0]
+    assert np.isfinite(row["roc_auc_de"]) == (is_de.sum() >= m)
+    too_many = int(is_de.sum()) + 1
+    _, none = pt.metrics.evaluate_predictions(preds, data, min_positives=too_many)
+    assert none[["roc_auc_de", "pr_auc_de", "pearson_fc"]].isna().all().all()
+    # the summary counts and explains the undefined rows
+    summary = pt.metrics.summarize(per.assign(model="truth"), by="model").set_index("metric")
+    assert summary.loc["roc_auc_de", "n_undefined"] == few_de.sum()
+    assert summary.loc["roc_auc_de", "n"] == (~few_de).sum()
+    assert "DEGs" in summary.loc["roc_auc_de", "note"] and "min_positives" in summary.loc["roc_auc_de", "note"]
+    assert summary.loc["pearson_delta", "note"] == ""
+    all_nan = pt.metrics.summarize(per.assign(model="truth", roc_auc_de=np.nan), by="model").set_index("metric")
+    assert np.isnan(all_nan.loc["roc_auc_de", "mean"]) and all_nan.loc["roc_auc_de", "note"].startswith("undefined")
+    one = pt.metrics.summarize(per.iloc[:1].assign(model="truth"), by="model").set_index("metric")
+    assert np.isnan(one.loc["pearson_delta", "ci_low"]) and "no interval" in one.loc["pearson_delta", "note"]
+
+
+def test_a_jurkat_like_screen_with_almost_no_degs_reports_undefined(labelled_adata):
+    """The issue's case: a handful of DEG entries, all one gene. No AUC of 1.000 and no +-1 correlation from them."""
+    a = labelled_adata.copy()
+    is_de = np.zeros((a.n_vars, len(a.uns["deg"]["perturbations"])), dtype=bool)
+    is_de[0, :3] = True  # 3 DEG entries, all gene 0
+    a.varm["deg_is_de"] = pd.DataFrame(is_de, index=a.var_names, columns=a.varm["deg_is_de"].columns)
+    a.varm["deg_direction"] = pd.DataFrame(
+        is_de.astype(np.int8), index=a.var_names, columns=a.varm["deg_is_de"].columns
+    )
+    data = LabelledData.from_adata(a)
+    preds = Predictions.from_arrays(data.var_names, data.perturbations, mean=data.mean)
+    per, pooled = pt.metrics.evaluate_predictions(preds, data)
+    for table in (per, pooled):
+        assert table[["roc_auc_de", "pr_auc_de", "roc_auc_dir", "pearson_fc", "mse_fc"]].isna().all().all()

@@ -70,3 +70,15 @@ def test_metrics_plot_shows_ceiling_and_normalised_scores(cv):
     ceiling = [line for line in ax.lines if line.get_label() == "noise ceiling"]
     assert len(ceiling) == 1 and tuple(ceiling[0].get_xdata()) == (0.9, 0.9)
     assert sorted(t.get_text() for t in ax.texts) == ["0.00", "0.25"]
+
+
+def test_metrics_plot_draws_an_undefined_panel_with_its_reason(cv):
+    summary = cv.summary.copy()
+    rows = summary["metric"] == "pooled_roc_auc_dir"
+    summary.loc[rows, ["mean", "ci_low", "ci_high"]] = np.nan
+    summary.loc[rows, "note"] = "undefined: fewer than `min_positives` up- or down-regulated DEGs in all 3 rows"
+    fig = pt.pl.metrics(summary, ["pearson_delta", "pooled_roc_auc_dir"])
+    ax = fig.axes[1]
+    assert ax.get_title() == "pooled_roc_auc_dir" and not ax.containers  # no points drawn
+    text = " ".join(t.get_text() for t in ax.texts).replace("\n", " ")
+    assert "fewer than `min_positives` up- or down-regulated DEGs" in text

@@ -320,3 +320,11 @@ def test_dask_on_a_local_distributed_cluster(adata):
     ):
         pt.pp.deg_labels(lazy, chunk_size=200)
     np.testing.assert_allclose(lazy.varm["deg_scores"].to_numpy(), want.varm["deg_scores"].to_numpy(), rtol=1e-10)
+
+
+def test_deg_counts_are_recorded_and_almost_none_warns(adata):
+    out = pt.pp.deg_labels(adata, copy=True)
+    np.testing.assert_array_equal(out.uns["deg"]["n_de"], out.varm["deg_is_de"].to_numpy().sum(axis=0))
+    with pytest.warns(UserWarning, match=r"fewer than 5 DEGs at BH-adjusted p <= 1e-300.*pval_cutoff"):
+        few = pt.pp.deg_labels(adata, pval_cutoff=1e-300, copy=True)
+    assert (few.uns["deg"]["n_de"] < 5).all()

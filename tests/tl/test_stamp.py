@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -206,3 +207,16 @@ def test_validation_without_degs_keeps_heads_2_3_of_the_last_epoch(labelled_adat
     for name, value in m.module_.state_dict().items():
         if not name.startswith("head1."):  # heads 2-3 and the shared layers: the last epoch, not epoch 0
             torch.testing.assert_close(value, last.module_.state_dict()[name])
+
+
+def test_training_on_labels_without_degs_warns_naming_labels_and_threshold(labelled_adata):
+    no_de = labelled_adata.copy()
+    for key, value in (("deg_is_de", False), ("deg_direction", 0)):
+        no_de.varm[key] = no_de.varm[key].map(lambda _, v=value: v)
+    stamp_kwargs = {"max_epochs": 1, "val_perturbations": [], "show_progress_bar": False}
+    for model, kwargs in ((pt.tl.STAMP(no_de, hidden1=(16, 16)), stamp_kwargs), (pt.tl.FrequencyPrior(no_de), {})):
+        with pytest.warns(UserWarning, match=r"none of the \d+ training perturbations has a DEG.*'deg'.*p <= 0.01"):
+            model.fit(**kwargs)
+    with warnings.catch_warnings():  # labels with DEGs: no such warning
+        warnings.simplefilter("error")
+        pt.tl.FrequencyPrior(labelled_adata).fit()

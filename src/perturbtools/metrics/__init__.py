@@ -22,6 +22,7 @@ from ._evaluate import (
     DE_OVERLAP_METRICS,
     EXPRESSION_METRICS,
     KEY_METRICS,
+    MIN_POSITIVES,
     PLOT_METRICS,
     SUBTASK_METRICS,
     calibration,
@@ -33,6 +34,7 @@ from ._evaluate import (
     prediction_scores,
     probability_calibration,
     summarize,
+    undefined_reason,
 )
 from ._resampling import bootstrap_ci, e_distance, etest, holm, paired_bootstrap, paired_permutation_test
 
@@ -40,6 +42,7 @@ __all__ = [
     "DE_OVERLAP_METRICS",
     "EXPRESSION_METRICS",
     "KEY_METRICS",
+    "MIN_POSITIVES",
     "PLOT_METRICS",
     "SUBTASK_METRICS",
     "bootstrap_ci",
@@ -76,4 +79,5 @@ __all__ = [
     "spearman_brown",
     "spearman_on",
     "summarize",
+    "undefined_reason",
 ]

@@ -84,11 +84,12 @@ def pr_auc(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def rank_metric(pred_delta: np.ndarray, true_delta: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
-    """Rank metric of Wu et al. (0 best, about 0.5 random).
+    """Rank metric of Wu et al. (0 best, 0.5 for a constant or random predictor, 1 worst).
 
-    For each true perturbation q (rows of ``true_delta``), the share of the N predictions (rows of ``pred_delta``)
-    closer (cosine of deltas) to q's truth than q's own prediction ``pred_delta[own[q]]``, ties counted half;
-    constant predictions score about 0.5. ``own`` defaults to ``arange`` (prediction i belongs to truth i).
+    For each true perturbation q (rows of ``true_delta``), the share of the *other* N - 1 predictions (rows of
+    ``pred_delta``) closer (cosine of deltas) to q's truth than q's own prediction ``pred_delta[own[q]]``, ties
+    counted half. The denominator N - 1 (Wu et al. divide by N) makes a constant predictor score exactly 0.5 whatever
+    N is. Undefined (NaN) with fewer than two predictions. ``own`` defaults to ``arange`` (prediction i is truth i's).
     """
 
     def unit(x):
@@ -96,11 +97,13 @@ def rank_metric(pred_delta: np.ndarray, true_delta: np.ndarray, own: np.ndarray 
         return np.divide(x, norm, out=np.zeros_like(x, dtype=np.float64), where=norm > 0)
 
     own = np.arange(len(true_delta)) if own is None else np.asarray(own)
+    if len(pred_delta) < 2:
+        return np.full(len(own), np.nan)
     sim = unit(true_delta) @ unit(pred_delta).T  # true q x prediction j
     mine = sim[np.arange(len(own)), own][:, None]
     tol = 1e-12
     ties = (np.abs(sim - mine) <= tol).sum(axis=1) - 1
-    return ((sim > mine + tol).sum(axis=1) + 0.5 * ties) / sim.shape[1]
+    return ((sim > mine + tol).sum(axis=1) + 0.5 * ties) / (sim.shape[1] - 1)
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float, int]:

@@ -10,7 +10,7 @@ from scipy import stats
 
 from .._labelled import LabelledData
 from .._predictions import read_intervals, read_predictions
-from ..pp._deg_core import fold_change, mean_from_fold_change
+from ..pp._deg_core import MIN_POSITIVES, fold_change, mean_from_fold_change
 from ..pp._split import unseen_labels
 from ._core import (
     de_overlap,
@@ -62,6 +62,43 @@ DE_OVERLAP_METRICS = (
 SUBTASK_METRICS = (
     "roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc",
 )  # fmt: skip
+#: counts of what a row was computed from; not metrics, so never summarised
+COUNT_COLUMNS = ("n_de", "n_up", "n_down", "n_entries", "n_perturbations")
+
+
+def undefined_reason(metric: str) -> str:
+    """Why ``metric`` can be undefined (NaN) for a row: the rule :func:`evaluate_predictions` applies."""
+    base = metric.removeprefix("pooled_").removesuffix("_top40")
+    if base in ("roc_auc_de", "pr_auc_de"):
+        return "fewer than `min_positives` DEGs (or non-DEGs) among the scored entries"
+    if base in ("roc_auc_dir", "pr_auc_dir"):
+        return "fewer than `min_positives` up- or down-regulated DEGs"
+    if base in ("pearson_fc", "mse_fc") or base in DE_OVERLAP_METRICS:
+        return "fewer than `min_positives` DEGs"
+    if base.startswith("rank"):
+        return "fewer than 2 predictions to rank among"
+    if base.startswith(("pearson", "r2")):
+        return "a constant truth or fewer than 2 genes in the mask"
+    return "not computable for these rows"
+
+
+def _enforce_minimums(table: pd.DataFrame, n_de, n_non_de, n_up, n_down, min_positives: int, suffix: str = "") -> None:
+    """Set to NaN (in place) the DE, direction and FC metrics of rows with fewer than ``min_positives`` positives."""
+    few_de = (np.asarray(n_de) < min_positives) | (np.asarray(n_non_de) < min_positives)
+    few_dir = (np.asarray(n_up) < min_positives) | (np.asarray(n_down) < min_positives)
+    few_fc = np.asarray(n_de) < min_positives
+    for names, rows in (
+        (("roc_auc_de", "pr_auc_de"), few_de),
+        (("roc_auc_dir", "pr_auc_dir"), few_dir),
+        (("pearson_fc", "mse_fc"), few_fc),
+    ):
+        for name in names:
+            if name + suffix in table:
+                table.loc[rows, name + suffix] = np.nan
+    if not suffix:
+        for name in DE_OVERLAP_METRICS:
+            if name in table:
+                table.loc[few_fc, name] = np.nan
 
 
 class Scores(NamedTuple):
@@ -160,8 +197,16 @@ def _pooled(y_de, y_up, true_fc, s: Scores, mask) -> dict[str, float]:
         "mse_fc": float(np.mean((true_fc[d] - s.fc[d]) ** 2)) if d.any() else np.nan,
         "n_entries": int(mask.sum()),
         "n_de": int(d.sum()),
+        "n_up": int((d & y_up).sum()),
+        "n_down": int((d & ~y_up).sum()),
     }
     return out
+
+
+def _class_counts(y_de, y_up, mask, axis=None):
+    """DEGs, non-DEGs, up- and down-regulated DEGs among the ``mask`` entries (per row with ``axis=1``)."""
+    d = mask & y_de
+    return d.sum(axis=axis), (mask & ~y_de).sum(axis=axis), (d & y_up).sum(axis=axis), (d & ~y_up).sum(axis=axis)
 
 
 def evaluate_predictions(
@@ -170,6 +215,7 @@ def evaluate_predictions(
     perturbations: Sequence[str] | None = None,
     *,
     train: Sequence[str] | None = None,
+    min_positives: int = MIN_POSITIVES,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate predictions against labels.
 
@@ -183,13 +229,19 @@ def evaluate_predictions(
         Perturbations to score (predicted and labelled); default: all predicted ones that have labels.
     train
         Training perturbations, to stratify by how many target genes were unseen.
+    min_positives
+        A metric computed from fewer positives is undefined (NaN; the reason is
+        :func:`undefined_reason`): DE AUCs need this many DEGs and non-DEGs among the scored entries, direction AUCs
+        this many up- and down-regulated DEGs, FC and DE-overlap metrics this many DEGs. Applies per perturbation
+        and to the pooled entries alike.
 
     Returns
     -------
     ``(per_perturbation, pooled)``: one row per perturbation with the expression metrics of SPEC §6 and the subtask
     metrics per perturbation (suffix ``_top40`` on the top-40 mask); and pooled subtask metrics over all
     (perturbation, gene) entries, one row per stratum (``"all"``, ``"1/1 unseen"``, ``"0/2 unseen"``, …) and mask.
-    The control is the mean of the real control cells the labels were computed from.
+    The control is the mean of the real control cells the labels were computed from. Both tables count the
+    positives they were computed from (``n_de``, ``n_up``, ``n_down``).
     """
     labelled = set(data.perturbations)
     perts = [p for p in (perturbations or preds.perturbations) if p in labelled]
@@ -197,7 +249,7 @@ def evaluate_predictions(
         msg = "None of the predicted perturbations has labels to score against."
         raise ValueError(msg)
     if data.label_only:
-        return _evaluate_labels_only(preds, data, perts, train)
+        return _evaluate_labels_only(preds, data, perts, train, min_positives)
     idx = data.index(perts)
     s = prediction_scores(preds, data, perts)
     mu, mu_c = data.mean[idx], data.control_mean
@@ -223,7 +275,10 @@ def evaluate_predictions(
             per[name + suffix] = values
     for name, values in _de_overlap_rowwise(y_de, data.direction[idx], np.abs(data.scores[idx]), true_fc, s).items():
         per[name] = values
+    for suffix, mask in (("", full), ("_top40", top40)):
+        _enforce_minimums(per, *_class_counts(y_de, y_up, mask, axis=1), min_positives, suffix)
     per["n_de"] = y_de.sum(axis=1)
+    per["n_up"], per["n_down"] = (y_de & y_up).sum(axis=1), (y_de & ~y_up).sum(axis=1)
     strata = unseen_labels(perts, train, control=data.control, delimiter=data.delimiter) if train is not None else None
     per["unseen"] = strata.astype(str).to_numpy() if strata is not None else "n/a"
 
@@ -236,6 +291,8 @@ def evaluate_predictions(
             rows.append({"stratum": stratum, "mask": mask_name, "n_perturbations": int(sel.sum()),
                          **_pooled(y_de[sel], y_up[sel], true_fc[sel], Scores(s.mean[sel], s.de_score[sel], s.up_score[sel], s.fc[sel], s.sources), mask[sel])})  # fmt: skip
     pooled = pd.DataFrame(rows)
+    _enforce_minimums(pooled, pooled["n_de"], pooled["n_entries"] - pooled["n_de"], pooled["n_up"],
+                      pooled["n_down"], min_positives)  # fmt: skip
     for frame in (per, pooled):
         frame.attrs["control"] = "mean of the real control cells the labels were computed from"
         frame.attrs["score_sources"] = s.sources
@@ -248,6 +305,7 @@ def evaluate(
     *,
     labels_key: str = "deg",
     perturbations: Sequence[str] | None = None,
+    min_positives: int = MIN_POSITIVES,
     inplace: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate the predictions a model wrote under ``key`` against the labels under ``labels_key``.
@@ -262,6 +320,8 @@ def evaluate(
         ``key_added`` of the labels.
     perturbations
         Perturbations to score; default: every predicted one with labels.
+    min_positives
+        Fewest positives a DE, direction or FC metric is computed from (see :func:`evaluate_predictions`).
     inplace
         Also store both tables in ``adata.uns[key]["metrics"]`` / ``["pooled_metrics"]``.
 
@@ -274,7 +334,7 @@ def evaluate(
     preds = read_predictions(adata, key)
     train = adata.uns.get(key, {}).get("train_perturbations")
     train = None if train is None else [str(p) for p in train]
-    per, pooled = evaluate_predictions(preds, data, perturbations, train=train)
+    per, pooled = evaluate_predictions(preds, data, perturbations, train=train, min_positives=min_positives)
     if inplace:
         adata.uns[key]["metrics"] = per.reset_index()
         adata.uns[key]["pooled_metrics"] = pooled
@@ -295,12 +355,18 @@ def summarize(
     ``ci="bootstrap"`` (default): percentile bootstrap over rows, ``n_boot`` resamples seeded by ``rng``; the
     interval stays within the metric's range (AUCs, proportions). ``ci="t"``: the t-interval of the mean.
 
+    Undefined rows (NaN: too few DEGs, one prediction, ...) are left out and counted. A metric with no defined row
+    has no mean; one with a single defined row (e.g. one fold) has no interval. The ``note`` column says so, with
+    the reason (:func:`undefined_reason`).
+
     Returns
     -------
-    Long DataFrame with columns ``[*by, "metric", "mean", "ci_low", "ci_high", "n"]``.
+    Long DataFrame with columns ``[*by, "metric", "mean", "ci_low", "ci_high", "n", "n_undefined", "note"]``.
     """
     by = [by] if isinstance(by, str) else list(by or [])
-    numeric = [c for c in per_perturbation.select_dtypes("number").columns if c not in by and c not in ("fold", "n_de")]
+    numeric = [
+        c for c in per_perturbation.select_dtypes("number").columns if c not in by and c not in ("fold", *COUNT_COLUMNS)
+    ]
     groups = per_perturbation.groupby(by, observed=True, sort=True) if by else [((), per_perturbation)]
     rows = []
     for name, frame in groups:
@@ -312,10 +378,23 @@ def summarize(
                 if ci == "bootstrap"
                 else mean_ci(values, level)
             )
-            rows.append({**keys, "metric": metric, "mean": mean, "ci_low": low, "ci_high": high, "n": n})
+            rows.append({**keys, "metric": metric, "mean": mean, "ci_low": low, "ci_high": high, "n": n,
+                         "n_undefined": len(values) - n, "note": _summary_note(metric, n, len(values))})  # fmt: skip
     out = pd.DataFrame(rows)
     out.attrs["ci"] = f"{level:.0%} {'percentile bootstrap' if ci == 'bootstrap' else 't-interval'} over rows"
     return out
+
+
+def _summary_note(metric: str, n: int, n_rows: int) -> str:
+    """Why a summary row lacks a mean or an interval, or how many rows it left out; empty when all are defined."""
+    if n == 0:
+        return f"undefined: {undefined_reason(metric)} in all {n_rows} rows"
+    parts = []
+    if n < n_rows:
+        parts.append(f"{n_rows - n} of {n_rows} rows undefined ({undefined_reason(metric)})")
+    if n == 1:
+        parts.append("one defined row: no interval")
+    return "; ".join(parts)
 
 
 def compare(a: pd.Series, b: pd.Series) -> dict[str, float]:
@@ -508,7 +587,7 @@ def probability_calibration(
 
 
 def _evaluate_labels_only(
-    preds: Predictions, data: LabelledData, perts: list[str], train
+    preds: Predictions, data: LabelledData, perts: list[str], train, min_positives: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Subtask metrics on label-only data (no cells): DE always; direction and FC only where those labels exist.
 
@@ -538,11 +617,14 @@ def _evaluate_labels_only(
     for name, values in _subtask_rowwise(y_de, y_up, true_fc, s, full).items():
         if not any(name.endswith(d) for d in drop):
             per[name] = values
+    _enforce_minimums(per, *_class_counts(y_de, y_up, full, axis=1), min_positives)
     per["n_de"] = y_de.sum(axis=1)
     strata = unseen_labels(perts, train, control=data.control, delimiter=data.delimiter) if train is not None else None
     per["unseen"] = strata.astype(str).to_numpy() if strata is not None else "n/a"
     pooled = {k: v for k, v in _pooled(y_de, y_up, true_fc, s, full).items() if not any(k.endswith(d) for d in drop)}
     pooled_df = pd.DataFrame([{"stratum": "all", "mask": "all", "n_perturbations": len(perts), **pooled}])
+    _enforce_minimums(pooled_df, pooled_df["n_de"], pooled_df["n_entries"] - pooled_df["n_de"], pooled_df["n_up"],
+                      pooled_df["n_down"], min_positives)  # fmt: skip
     for frame in (per, pooled_df):
         frame.attrs["undefined"] = {f"*_{d}": "no such labels on label-only data" for d in drop} | {
             "expression metrics": "label-only data have no cells"

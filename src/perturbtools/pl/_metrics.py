@@ -70,6 +70,9 @@ def metrics(
     for ax, metric in zip(axes.ravel(), metrics, strict=False):
         sub = summary[summary["metric"] == metric].set_index("model").reindex(models)
         y = np.arange(len(models))
+        if not np.isfinite(sub["mean"]).any():
+            _undefined_panel(ax, metric, sub)
+            continue
         for i, model in enumerate(models):
             row = sub.loc[model]
             low = row["mean"] - row["ci_low"] if np.isfinite(row["ci_low"]) else 0
@@ -85,10 +88,27 @@ def metrics(
         ax.invert_yaxis()
         ax.set_title(metric)
         ax.grid(axis="x", alpha=0.3)
+        undefined = [m for m in models if not np.isfinite(sub.loc[m, "mean"])]
+        if undefined:
+            ax.set_xlabel(f"undefined for {', '.join(undefined)}", fontsize=7)
     for ax in axes.ravel()[len(metrics) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return fig
+
+
+def _undefined_panel(ax: Axes, metric: str, sub: pd.DataFrame) -> None:
+    """A panel saying why ``metric`` is undefined for every model, instead of an empty axis."""
+    import textwrap
+
+    from ..metrics._evaluate import undefined_reason
+
+    notes = sub["note"].dropna() if "note" in sub else pd.Series(dtype=str)
+    reason = notes.iloc[0] if len(notes) and notes.iloc[0] else f"undefined: {undefined_reason(metric)}"
+    ax.text(0.5, 0.5, textwrap.fill(reason, 38), ha="center", va="center", fontsize=8, transform=ax.transAxes)
+    ax.set_title(metric)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def prediction_scatter(

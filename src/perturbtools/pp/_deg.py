@@ -19,7 +19,7 @@ from .._validation import (
     _check_unique_var_names,
     _check_values,
 )
-from ._deg_core import _moments, bh_adjust, fold_change, group_moments, top_masks, welch_t
+from ._deg_core import MIN_POSITIVES, _moments, bh_adjust, fold_change, group_moments, top_masks, welch_t
 from ._perturbations import parse_perturbation
 
 if TYPE_CHECKING:
@@ -251,12 +251,30 @@ def deg_labels(
         "perturbations": perts,
         "targets": [delimiter.join(parse_perturbation(p, control=control, delimiter=delimiter)) for p in perts],
         "n_cells": n_p.astype(int),
+        "n_de": is_de.sum(axis=1).astype(int),
         "n_control_cells": int(moments.n[ctrl]),
         **({} if n_matched is None else {"n_control_cells_matched": n_matched}),
         "modality": modalities,
     }
+    _warn_few_degs(is_de.sum(axis=1), n_p, pval_cutoff, key_added)
     logger.info("added `.varm[%r]` ... `.varm[%r]` and `.uns[%r]`", keys.mean, keys.large_effect, key_added)
     return adata if copy else None
+
+
+def _warn_few_degs(n_de: np.ndarray, n_cells: np.ndarray, pval_cutoff: float, key_added: str) -> None:
+    """Warn when most perturbations have almost no DEGs: their DE, direction and FC metrics will be undefined."""
+    few = n_de < MIN_POSITIVES
+    if few.mean() <= 0.5:
+        return
+    warnings.warn(
+        f"{few.sum()} of {few.size} perturbations have fewer than {MIN_POSITIVES} DEGs at BH-adjusted p <= "
+        f"{pval_cutoff} ({int(n_de.sum())} DEG entries in all; per-perturbation counts in "
+        f"`adata.uns[{key_added!r}]['n_de']`). DE, direction and FC metrics are undefined for them. Likely causes: "
+        f"few cells per perturbation (median {np.median(n_cells):.0f}) or shallow sequencing; a looser `pval_cutoff` "
+        "gives more (less certain) DEGs.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _matched_controls(X, codes, n_groups, batch: pd.Series, keep: np.ndarray, ctrl: int, stream: dict):

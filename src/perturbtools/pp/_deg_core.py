@@ -21,6 +21,11 @@ class GroupMoments(NamedTuple):
     n_nonfinite: int = 0
 
 
+#: fewest positives (DEGs; up- and down-regulated DEGs) a DE, direction or FC metric is computed from, and below
+#: which ``deg_labels`` counts a perturbation as having almost no DEGs
+MIN_POSITIVES = 5
+
+
 def _csr_group_sums_py(indptr, indices, data, codes, n_groups, n_cols, n_chunks):
     """Group sums and sums of squares of CSR rows in one pass, accumulating in float64 (one buffer per chunk)."""
     n_rows = len(indptr) - 1

@@ -55,6 +55,8 @@ class FrequencyPrior(PerturbationModel):
         ``labels_key``, ``split_key``.
     """
 
+    _learns_de_labels = True
+
     _default_key: ClassVar[str] = "frequency_prior"
     _needs_expression: ClassVar[bool] = False
 
@@ -179,6 +181,8 @@ class PriorSourceCombination(_SourceMixin, PerturbationModel):
         ``labels_key``, ``split_key``.
     """
 
+    _learns_de_labels = True
+
     _default_key: ClassVar[str] = "prior_source"
     _needs_expression: ClassVar[bool] = False
 
@@ -235,6 +239,8 @@ class LabelStacking(_SourceMixin, PerturbationModel):
     **kwargs
         ``labels_key``, ``split_key``.
     """
+
+    _learns_de_labels = True
 
     _default_key: ClassVar[str] = "label_stacking"
     _needs_expression: ClassVar[bool] = False
@@ -317,6 +323,8 @@ class KNNLabels(_EmbeddingInput, PerturbationModel):
         ``labels_key``, ``split_key``.
     """
 
+    _learns_de_labels = True
+
     _default_key: ClassVar[str] = "knn_labels"
     _needs_expression: ClassVar[bool] = False
 
@@ -374,6 +382,8 @@ class EmbeddingLogistic(_EmbeddingInput, PerturbationModel):
     **kwargs
         ``labels_key``, ``split_key``.
     """
+
+    _learns_de_labels = True
 
     _default_key: ClassVar[str] = "embedding_logistic"
     _needs_expression: ClassVar[bool] = False

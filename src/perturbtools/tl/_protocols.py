@@ -13,7 +13,7 @@ import pandas as pd
 from .._utils import _as_rng, _progress
 from .._validation import _as_anndata
 from ..metrics._core import rank_metric
-from ..metrics._evaluate import evaluate_predictions, prediction_scores, summarize
+from ..metrics._evaluate import COUNT_COLUMNS, evaluate_predictions, prediction_scores, summarize
 from ..pp._split import kfold_perturbations
 from ._base import LabelledData, Predictions, write_predictions
 
@@ -70,8 +70,8 @@ def _setup(adata, models, labels_key, perturbations, n_splits, rng):
 def _fit_evaluate(spec, adata, data, train, test, *, labels_key, seed, model=None, keep=None, rank_pool=None):
     """Fit one model on ``train`` (or use a given fitted ``model``), predict ``test``, evaluate.
 
-    ``keep``, a list, receives the predictions. With ``rank_pool`` (perturbations), the rank metric of each test
-    perturbation is computed among the same model's predictions for every perturbation of the pool.
+    ``keep``, a list, receives the predictions. With ``rank_pool`` (perturbations), ``rank_fold_model`` ranks each test
+    perturbation among the same model's predictions for every perturbation of the pool.
     """
     cls, init_kwargs, fit_kwargs = spec
     start = time.perf_counter()
@@ -87,7 +87,7 @@ def _fit_evaluate(spec, adata, data, train, test, *, labels_key, seed, model=Non
         per["rank_within_fold"] = per["rank"]
         others = [p for p in rank_pool if p not in set(test)]
         pool = _merge_predictions([preds, model.predict(others, inplace=False)]) if others else preds
-        per["rank"] = _rank_among(pool, data, list(per.index))
+        per["rank_fold_model"] = _rank_among(pool, data, list(per.index))
     return per, pooled, elapsed
 
 
@@ -125,21 +125,22 @@ def cross_validate(
     perturbations: Sequence[str] | None = None,
     rng: int | np.random.Generator | None = 0,
     key_added: str | None = "cv",
-    rank: Literal["fold_model", "out_of_fold", "within_fold"] = "fold_model",
+    rank: Literal["within_fold", "fold_model", "out_of_fold"] = "within_fold",
     show_progress_bar: bool | None = None,
 ) -> CVResults:
     """K-fold cross-validation over perturbations, several models, one tidy table.
 
     Every model sees the same folds; a perturbation (single or combination) is tested exactly once.
 
-    The rank metric needs a set of N predictions to rank a perturbation's own prediction in. ``rank="fold_model"``
-    (default): the model of the perturbation's fold predicts *every* perturbation and the held-out prediction is
-    ranked among those N (N is the same in every fold, and a constant predictor scores (N - 1) / 2N, about 0.5).
-    ``"out_of_fold"``: among the out-of-fold predictions of all perturbations; these come from different models,
-    some of which were trained on the perturbation being ranked, which biases the metric against the model (the
-    non-control mean scores about 0.6-0.8 instead of 0.5). ``"within_fold"``: among the predictions of the fold's
-    test perturbations only (depends on the fold's size and composition). All three are reported (``rank``,
-    ``rank_out_of_fold``, ``rank_within_fold``); ``rank`` is the chosen one.
+    The rank metric needs a set of N predictions to rank a perturbation's own prediction among.
+    ``rank="within_fold"`` (default): among the held-out predictions of the fold's test perturbations, all made by
+    one model that saw none of them; the denominator is N - 1, so a constant or random predictor scores 0.5 whatever
+    the fold's size. ``"fold_model"``: the fold's model predicts every perturbation and the held-out prediction is
+    ranked among those N; the pool then holds *in-sample* predictions of the training perturbations, which favours
+    models that reproduce their training data. ``"out_of_fold"``: among the out-of-fold predictions of all
+    perturbations; these come from different models, some trained on the perturbation being ranked, which biases
+    the metric against the model (the non-control mean scores about 0.8 instead of 0.5). All three are reported
+    (``rank_within_fold``, ``rank_fold_model``, ``rank_out_of_fold``); ``rank`` is the chosen one.
 
     Parameters
     ----------
@@ -183,18 +184,16 @@ def cross_validate(
     per_df = pd.concat(per_rows, ignore_index=True)
     merged_oof = {name: _merge_predictions(parts) for name, parts in oof.items()}
     if "rank" in per_df:
-        per_df["rank_fold_model"] = per_df["rank"]
         for name, merged in merged_oof.items():
             rows = per_df["model"] == name
             per_df.loc[rows, "rank_out_of_fold"] = per_df.loc[rows, "perturbation"].map(_oof_rank(merged, data))
         per_df["rank"] = per_df[f"rank_{rank}"]
-        per_df = per_df.drop(columns=["rank_fold_model"])
     pooled_df = pd.concat(pooled_rows, ignore_index=True)
     per_df, pooled_df = _front(per_df, ["model", "fold"]), _front(pooled_df, ["model", "fold"])
     summary = summarize(per_df.drop(columns=["fold"]), by="model")
     pooled_all = pooled_df[(pooled_df["stratum"] == "all")].copy()
     pooled_all = pooled_all.assign(model=pooled_all["model"] + "|" + pooled_all["mask"])
-    pooled_summary = summarize(pooled_all.drop(columns=["fold", "n_entries", "n_de", "n_perturbations"]), by="model")
+    pooled_summary = summarize(pooled_all.drop(columns=["fold"]), by="model")
     pooled_summary[["model", "mask"]] = pooled_summary["model"].str.split("|", expand=True)
     pooled_summary["metric"] = (
         "pooled_" + pooled_summary["metric"] + np.where(pooled_summary["mask"] == "top40", "_top40", "")
@@ -226,7 +225,7 @@ def _front(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 def _curve_rows(per: pd.DataFrame, pooled: pd.DataFrame, **keys: Any) -> dict[str, Any]:
     """One row of a curve: per-perturbation means and the pooled subtask metrics (stratum ``all``)."""
     row = dict(keys)
-    numeric = per.select_dtypes("number").drop(columns=["n_de"], errors="ignore")
+    numeric = per.select_dtypes("number").drop(columns=list(COUNT_COLUMNS), errors="ignore")
     row |= numeric.mean().to_dict()
     for _, r in pooled[pooled["stratum"] == "all"].iterrows():
         suffix = "" if r["mask"] == "all" else "_top40"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -49,6 +50,8 @@ class PerturbationModel(ABC):
     _needs_expression: ClassVar[bool] = True
     #: whether ``fit`` needs at least one training perturbation (``False`` for models that transfer from a source)
     needs_training: ClassVar[bool] = True
+    #: whether the family learns from the DEG labels (a warning when the training perturbations have none)
+    _learns_de_labels: ClassVar[bool] = False
 
     def __init__(self, adata: AnnData, *, labels_key: str = "deg", split_key: str = "split", **hparams: Any) -> None:
         self.adata = _as_anndata(adata)
@@ -118,9 +121,26 @@ class PerturbationModel(ABC):
             msg = "No training perturbations."
             raise ValueError(msg)
         self.train_perturbations_ = train
+        if self._learns_de_labels and train and not self.data_.is_de[self.data_.index(train)].any():
+            self._warn_no_degs(train)
         self._fit(train, rng=_as_rng(rng), **train_kwargs)
         self.is_fitted_ = True
         return self
+
+    def _warn_no_degs(self, train: list[str]) -> None:
+        key = self.data_keys_["labels_key"]
+        params = dict(self.adata.uns[key].get("params", {}))
+        threshold = (
+            f"BH-adjusted p <= {params['pval_cutoff']}" if "pval_cutoff" in params else "the labels' DEG threshold"
+        )
+        warnings.warn(
+            f"{type(self).__name__}: none of the {len(train)} training perturbations has a DEG in the labels "
+            f"`adata.uns[{key!r}]` ({self.adata.n_obs} cells x {self.adata.n_vars} genes, {threshold}); its DE "
+            "output is learnt from all-negative labels. Check `adata.uns[labels_key]['n_de']`, loosen the threshold "
+            "(`pt.pp.deg_labels(..., pval_cutoff=)`) or use data with more cells per perturbation.",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def predict(
         self, perturbations: Sequence[str] | None = None, *, key_added: str | None = None, inplace: bool = True

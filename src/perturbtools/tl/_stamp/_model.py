@@ -57,6 +57,8 @@ class STAMP(PerturbationModel):
         Per-epoch training and validation losses.
     """
 
+    _learns_de_labels = True
+
     _default_key: ClassVar[str] = "stamp"
     #: ``fit`` holds out validation perturbations for model selection unless given ``val_perturbations=[]``
     selects_on_validation: ClassVar[bool] = True
@@ -218,11 +220,8 @@ class STAMP(PerturbationModel):
                     UserWarning,
                     stacklevel=3,
                 )
-            if float(y_tr[0].sum()) == 0:
-                logger.warning(
-                    "STAMP: the %d training perturbations have no DEG; no step is taken (as in the reference).",
-                    len(train),
-                )
+            if float(y_tr[0].sum()) == 0:  # the base class has warned if the whole training set has none
+                logger.info("STAMP: the %d training perturbations have no DEG; no step is taken.", len(train))
             optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
             gen = torch.Generator().manual_seed(seed)
             best = {"l1": np.inf, "l3": np.inf}
