@@ -19,10 +19,11 @@ def test_pearson_r2_mae_match_references():
         assert metrics.rowwise_mae(a, b, mask)[i] == pytest.approx(np.abs(a[i] - b[i])[mask[i]].mean())
 
 
-def test_pearson_constant_prediction_is_zero_constant_truth_nan():
-    out = metrics.rowwise_pearson(np.zeros((1, 5)), np.arange(5.0)[None])
-    assert out[0] == 0
-    assert np.isnan(metrics.rowwise_pearson(np.arange(5.0)[None], np.zeros((1, 5)))[0])
+def test_pearson_of_a_constant_side_is_undefined():
+    assert np.isnan(metrics.rowwise_pearson(np.zeros((1, 5)), np.arange(5.0)[None])[0])  # constant prediction
+    assert np.isnan(metrics.rowwise_pearson(np.arange(5.0)[None], np.zeros((1, 5)))[0])  # constant truth
+    assert np.isnan(metrics.rowwise_pearson(np.arange(5.0)[None], np.arange(5.0)[None], np.eye(1, 5, dtype=bool))[0])
+    assert metrics.rowwise_pearson(np.arange(5.0)[None], -np.arange(5.0)[None])[0] == pytest.approx(-1.0)
 
 
 def test_roc_auc_matches_sklearn_with_ties():

@@ -9,8 +9,8 @@ from scipy import stats
 def rowwise_pearson(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Pearson correlation of each row of ``a`` (prediction) with the same row of ``b`` (truth), over ``mask`` entries.
 
-    A constant prediction against a varying truth scores 0 (it carries no linear information; e.g. the control mean's
-    Pearson delta); a constant truth, or fewer than 2 entries, gives NaN.
+    Undefined (NaN) when either side is constant (a correlation of 0 / 0: e.g. the control mean's Pearson delta) or
+    with fewer than 2 entries.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -24,8 +24,7 @@ def rowwise_pearson(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None
         ss_a = (da**2).sum(axis=1)
         ss_b = (db**2).sum(axis=1)
         r = (da * db).sum(axis=1) / np.sqrt(ss_a * ss_b)
-    r = np.where(ss_a <= 1e-24, 0.0, r)
-    return np.where((ss_b > 1e-24) & (n >= 2), r, np.nan)
+    return np.where((ss_a > 1e-24) & (ss_b > 1e-24) & (n >= 2), r, np.nan)
 
 
 def rowwise_r2(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

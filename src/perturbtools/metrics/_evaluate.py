@@ -73,11 +73,15 @@ def undefined_reason(metric: str) -> str:
         return "fewer than `min_positives` DEGs (or non-DEGs) among the scored entries"
     if base in ("roc_auc_dir", "pr_auc_dir"):
         return "fewer than `min_positives` up- or down-regulated DEGs"
-    if base in ("pearson_fc", "mse_fc") or base in DE_OVERLAP_METRICS:
+    if base == "pearson_fc":
+        return "fewer than `min_positives` DEGs, or a constant predicted or true FC (no correlation to measure)"
+    if base == "mse_fc" or base in DE_OVERLAP_METRICS:
         return "fewer than `min_positives` DEGs"
     if base.startswith("rank"):
         return "fewer than 2 predictions to rank among"
-    if base.startswith(("pearson", "r2")):
+    if base.startswith("pearson"):
+        return "a constant prediction or truth (no correlation to measure, e.g. the control mean), or < 2 genes"
+    if base.startswith("r2"):
         return "a constant truth or fewer than 2 genes in the mask"
     return "not computable for these rows"
 
@@ -162,7 +166,7 @@ def _subtask_rowwise(y_de, y_up, true_fc, s: Scores, mask):
         out["roc_auc_dir"][i] = roc_auc(y_up[i][d], s.up_score[i][d])
         out["pr_auc_dir"][i] = pr_auc(y_up[i][d], s.up_score[i][d])
         if d.sum() >= 2:
-            out["pearson_fc"][i] = rowwise_pearson(true_fc[i][d][None], s.fc[i][d][None])[0]
+            out["pearson_fc"][i] = rowwise_pearson(s.fc[i][d][None], true_fc[i][d][None])[0]
         if d.any():
             out["mse_fc"][i] = float(np.mean((true_fc[i][d] - s.fc[i][d]) ** 2))
     return out
@@ -193,7 +197,7 @@ def _pooled(y_de, y_up, true_fc, s: Scores, mask) -> dict[str, float]:
         "pr_auc_de": pr_auc(y_de[mask], s.de_score[mask]),
         "roc_auc_dir": roc_auc(y_up[d], s.up_score[d]),
         "pr_auc_dir": pr_auc(y_up[d], s.up_score[d]),
-        "pearson_fc": rowwise_pearson(true_fc[d][None], s.fc[d][None])[0] if d.sum() >= 2 else np.nan,
+        "pearson_fc": rowwise_pearson(s.fc[d][None], true_fc[d][None])[0] if d.sum() >= 2 else np.nan,
         "mse_fc": float(np.mean((true_fc[d] - s.fc[d]) ** 2)) if d.any() else np.nan,
         "n_entries": int(mask.sum()),
         "n_de": int(d.sum()),
