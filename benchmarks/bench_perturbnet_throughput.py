@@ -31,7 +31,7 @@ def main() -> None:
     pt.pp.deg_labels(a)
     pt.pp.add_gene_embedding(a, pt.pp.go_embedding(n_components=64), key_added="go")
     perts = [p for p in a.uns["deg"]["perturbations"] if p in a.uns["go"].index]
-    from perturbtools.tl._perturbnet import _scvi
+    from perturbtools import _scvi
 
     start = time.perf_counter()
     scvi_model = _scvi.train_scvi(a, layer="counts", max_epochs=args.epochs, accelerator=args.accelerator)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._keys import label_keys
+from ._perturbation_labels import parse_perturbation
 from ._validation import _as_anndata, _check_result
-from .pp._perturbations import parse_perturbation
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

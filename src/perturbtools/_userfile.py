@@ -121,9 +121,9 @@ def prepare_screen(path: str | Path, opts: UserFileOptions, *, backed: bool = Fa
         counts = True
     is_counts, why = looks_like_counts(adata.X)
     if is_counts:
-        from .data._datasets import _log_normalise
+        from ._utils import log_normalise
 
-        _log_normalise(adata)  # counts -> layers['counts'], X = log1p(CP10k)
+        log_normalise(adata)  # counts -> layers['counts'], X = log1p(CP10k)
         counts = True
         notes.append(
             f"`X` holds raw counts ({why}): log-normalised (log1p CP10k) for labels and models; counts kept for PerturbNet."

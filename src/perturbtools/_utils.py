@@ -34,3 +34,15 @@ def _progress(iterable, *, show_progress_bar: bool | None, **kwargs):
 
     show = settings.progress_bar if show_progress_bar is None else show_progress_bar
     return tqdm(iterable, disable=not show, **kwargs)
+
+
+def log_normalise(adata: AnnData) -> None:
+    """Keep counts in ``layers['counts']`` and put log1p(CP10k) into ``X``."""
+    counts = sparse.csr_matrix(adata.X, dtype=np.float32)
+    adata.layers["counts"] = counts
+    size = np.asarray(counts.sum(axis=1)).ravel()
+    scale = np.divide(1e4, size, out=np.zeros_like(size, dtype=np.float64), where=size > 0)
+    X = sparse.diags(scale) @ counts
+    X.data = np.log1p(X.data)
+    adata.X = sparse.csr_matrix(X, dtype=np.float32)
+    adata.uns["log1p"] = {"base": None}

@@ -140,7 +140,7 @@ def test_plugin_encoder(counts_adata):
 
 
 def test_scvi_decoder_embedding(counts_adata):
-    from perturbtools.tl._perturbnet import _scvi
+    from perturbtools import _scvi
 
     model = _scvi.train_scvi(counts_adata, max_epochs=1)
     emb = pt.pp.scvi_embedding(model)

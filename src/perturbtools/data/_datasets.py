@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 import anndata as ad
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from .._keys import CONTROL, PERTURBATION_KEY
+from .._utils import log_normalise
 from ..pp._perturbations import standardize_perturbations
 from ._fetch import fetch
 from ._registry import REGISTRY
@@ -28,18 +28,6 @@ def _read_h5ad(name: str) -> ad.AnnData:
     if shape is not None and adata.shape != shape:
         warnings.warn(f"{name}: expected shape {shape}, got {adata.shape}.", UserWarning, stacklevel=3)
     return adata
-
-
-def _log_normalise(adata: ad.AnnData) -> None:
-    """Keep counts in ``layers['counts']`` and put log1p(CP10k) into ``X``."""
-    counts = sparse.csr_matrix(adata.X, dtype=np.float32)
-    adata.layers["counts"] = counts
-    size = np.asarray(counts.sum(axis=1)).ravel()
-    scale = np.divide(1e4, size, out=np.zeros_like(size, dtype=np.float64), where=size > 0)
-    X = sparse.diags(scale) @ counts
-    X.data = np.log1p(X.data)
-    adata.X = sparse.csr_matrix(X, dtype=np.float32)
-    adata.uns["log1p"] = {"base": None}
 
 
 def perturbench_devel(cell_type: str | None = None) -> ad.AnnData:
@@ -94,7 +82,7 @@ def papalexi2021_lowmoi(*, assigned_only: bool = True, normalize: bool = True) -
     adata.obs["perturbation"] = pd.Categorical(adata.obs["perturbation"].astype(str))
     adata.obs["perturbation_type"] = "knockout"
     if normalize:
-        _log_normalise(adata)
+        log_normalise(adata)
     return adata
 
 
@@ -102,7 +90,7 @@ def _public_h5ad(name: str, perturbation_key: str, control: str, delimiter: str,
     adata = _read_h5ad(name)
     standardize_perturbations(adata, perturbation_key, control=control, delimiter=delimiter)
     if normalize:
-        _log_normalise(adata)
+        log_normalise(adata)
     return adata
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._perturbation_labels import canonical_label, parse_perturbation, perturbation_genes
 from ._de_table import labels_from_de_table
 from ._deg import deg_labels
 from ._design import (
@@ -20,7 +21,7 @@ from ._embeddings import (
     read_gene_embedding,
 )
 from ._gene_embeddings import go_embedding, go_matrix, pca_embedding, reduce_embedding, scvi_embedding, text_embedding
-from ._perturbations import canonical_label, parse_perturbation, perturbation_genes, standardize_perturbations
+from ._perturbations import standardize_perturbations
 from ._pseudobulk import pseudobulk
 from ._split import kfold_perturbations, split_perturbations, unseen_labels
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .._keys import CONTROL, DELIMITER, label_keys
+from .._perturbation_labels import parse_perturbation
 from ._deg_core import top_masks
-from ._perturbations import parse_perturbation
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .._keys import CONTROL, DELIMITER, PERTURBATION_KEY, label_keys
+from .._perturbation_labels import parse_perturbation
 from .._utils import _get_matrix
 from .._validation import (
     _as_anndata,
@@ -20,7 +21,6 @@ from .._validation import (
     _check_values,
 )
 from ._deg_core import MIN_POSITIVES, _moments, bh_adjust, fold_change, group_moments, top_masks, welch_t
-from ._perturbations import parse_perturbation
 
 if TYPE_CHECKING:
     from anndata import AnnData

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from .._keys import CONTROL, DELIMITER
+from .._perturbation_labels import parse_perturbation
 from .._validation import _as_anndata
-from ._perturbations import parse_perturbation
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

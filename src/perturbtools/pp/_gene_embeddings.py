@@ -280,22 +280,6 @@ def scvi_embedding(model) -> pd.DataFrame:
     -------
     DataFrame genes x d.
     """
-    from ..tl._perturbnet._scvi import decoder_gene_embedding
+    from .._scvi import decoder_gene_embedding
 
     return decoder_gene_embedding(model)
-
-
-def _pca_inputs(adata, embedding, n_components: int) -> tuple[list[str] | None, pd.DataFrame | None]:
-    """Resolve one embedding or a list (DataFrames or ``uns``/``varm`` keys) into PCA inputs.
-
-    Returns the keys to save as a hyperparameter (``None`` when a DataFrame was passed; ``load`` restores the inputs
-    from the saved state) and the reduced table (``None`` when ``embedding`` is ``None``, as during ``load``).
-    """
-    from ._embeddings import get_gene_embedding
-
-    names = list(embedding) if isinstance(embedding, list | tuple) else [embedding]
-    keys = [e if isinstance(e, str) else None for e in names]
-    if all(n is None for n in names):
-        return None, None
-    tables = [get_gene_embedding(adata, e) for e in names]
-    return (keys if None not in keys else None), reduce_embedding(tables, n_components=n_components)

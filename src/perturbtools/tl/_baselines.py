@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..pp._embeddings import get_gene_embedding, perturbation_embedding
-from ._base import PerturbationModel, Predictions, table_from_state, table_state
+from ._base import EmbeddingInput, PerturbationModel, Predictions, pca_inputs, table_from_state, table_state
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -201,20 +201,7 @@ def knn_weights(
     return nn, w / w.sum(axis=1, keepdims=True)
 
 
-class _EmbeddingInput:
-    """A gene embedding as model input: each perturbation is the mean of its target genes' rows."""
-
-    def _set_embedding(self, embedding: str | pd.DataFrame | None) -> None:
-        # ``embedding=None`` happens only in ``load``, which restores the table from the saved state
-        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
-
-    def _embed(self, perturbations) -> np.ndarray:
-        return perturbation_embedding(
-            self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
-        )
-
-
-class KNN(_EmbeddingInput, _MeanModel):
+class KNN(EmbeddingInput, _MeanModel):
     """k-nearest training perturbations in a gene-embedding space.
 
     Perturbation embedding = mean of the target genes' rows. ``k=1`` is Märtens et al.'s comparator; ``k=5`` with
@@ -387,9 +374,8 @@ class EmbeddingRidge(_MeanModel):
     def __init__(
         self, adata: AnnData, *, embedding: Any = "gene_emb", n_components: int = 50, alpha: float = 1.0, **kwargs: Any
     ) -> None:
-        from ..pp._gene_embeddings import _pca_inputs
 
-        keys, inputs = _pca_inputs(adata, embedding, n_components)
+        keys, inputs = pca_inputs(adata, embedding, n_components)
         super().__init__(adata, embedding=keys, n_components=n_components, alpha=alpha, **kwargs)
         self.inputs_ = inputs
 

@@ -14,9 +14,9 @@ import numpy as np
 
 from .._labelled import LabelledData
 from .._predictions import Predictions
-from ._base import PerturbationModel
+from ._base import EmbeddingInput, PerturbationModel
 from ._base._model import table_from_state, table_state
-from ._baselines import _EmbeddingInput, knn_weights
+from ._baselines import knn_weights
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -302,7 +302,7 @@ class LabelStacking(_SourceMixin, PerturbationModel):
         self._restore_source(state)
 
 
-class KNNLabels(_EmbeddingInput, PerturbationModel):
+class KNNLabels(EmbeddingInput, PerturbationModel):
     """kNN classifier in a gene-embedding space: P(DEG) = weighted share of the k nearest training perturbations.
 
     Perturbation embedding = mean of the target genes' rows; weights ``exp(-d_i)`` normalised (as
@@ -359,7 +359,7 @@ class KNNLabels(_EmbeddingInput, PerturbationModel):
         self.embedding_ = table_from_state(state, "embedding")
 
 
-class EmbeddingLogistic(_EmbeddingInput, PerturbationModel):
+class EmbeddingLogistic(EmbeddingInput, PerturbationModel):
     """Logistic regression per gene on the perturbation's gene embedding: P(gene g is a DEG | e_p).
 
     One L2-regularised logistic regression per output gene, all sharing the design (the perturbation embeddings,

@@ -12,8 +12,7 @@ from scipy import stats
 
 from ...pp._deg_core import fold_change
 from ...pp._embeddings import perturbation_embedding
-from ...pp._gene_embeddings import _pca_inputs
-from .._base import PerturbationModel, Predictions, table_from_state, table_state
+from .._base import PerturbationModel, Predictions, pca_inputs, table_from_state, table_state
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -68,7 +67,7 @@ class GPModel(PerturbationModel):
         standardize: bool = True,
         **kwargs: Any,
     ) -> None:
-        keys, inputs = _pca_inputs(adata, embedding, n_components)
+        keys, inputs = pca_inputs(adata, embedding, n_components)
         super().__init__(adata, embedding=keys, n_components=n_components, standardize=standardize, **kwargs)
         self.inputs_ = inputs
 

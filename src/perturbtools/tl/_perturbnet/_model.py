@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ... import _scvi
 from ..._utils import _as_rng, _torch_seed
 from ...pp._embeddings import get_gene_embedding, perturbation_embedding
 from .._base import PerturbationModel, Predictions, table_from_state, table_state
 from .._torch import resolve_device, state_from_numpy, state_to_numpy, train_loop
-from . import _scvi
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -366,7 +366,7 @@ class PerturbNet(PerturbationModel):
         A new AnnData: ``obs['perturbation']``, ``obsm['X_scVI']`` (generated latents), ``layers['counts']``
         (decoded counts with library sizes drawn from training cells) and ``X`` = log1p(CP10k).
         """
-        from ...data._datasets import _log_normalise
+        from ..._utils import log_normalise
 
         rng = _as_rng(rng)
         z = self.sample_latent(perturbations, n_cells, rng=rng)
@@ -384,7 +384,7 @@ class PerturbNet(PerturbationModel):
         out = ad.AnnData(
             X=sparse.csr_matrix(counts.astype(np.float32)), obs=obs, var=pd.DataFrame(index=self.data_.var_names)
         )
-        _log_normalise(out)
+        log_normalise(out)
         out.obsm["X_scVI"] = z
         return out
 
