@@ -41,7 +41,7 @@ def main() -> None:
         perts = [
             p for p in adata.uns["deg"]["perturbations"] if all(g in go.index for g in pt.pp.parse_perturbation(p))
         ]
-        res = pt.tl.cross_validate(adata, baselines, perturbations=perts, n_splits=5, rng=0)
+        res = pt.bm.cross_validate(adata, baselines, perturbations=perts, n_splits=5, rng=0)
         s = res.summary[res.summary["metric"].isin(METRICS)].assign(dataset=name, n_perturbations=len(perts))
         rows.append(s)
         print(f"\n{name} ({len(perts)} perturbations with GO terms)")

@@ -2,7 +2,7 @@
 
     PERTURBTOOLS_DATA_DIR=../shared/data python benchmarks/bench_replogle_transfer.py [--quick]
 
-The same code the main job runs (`perturbtools._pipeline.replogle_transfer`); the committed tables come from the main
+The same code the main job runs (`perturbtools.bm._run.replogle_transfer`); the committed tables come from the main
 job (`perturbtools benchmark`, in benchmarks/results/report/replogle2022_*.csv). This script writes them, alone, to
 benchmarks/results/:
 - replogle2022_few_shot.csv: per (strategy, n) mean AUROC / average precision over test knockdowns with 95% CIs,
@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import perturbtools as pt
-from perturbtools._pipeline import BenchmarkConfig, _Report, replogle_transfer
+from perturbtools.bm._report import Report
+from perturbtools.bm._run import BenchmarkConfig, replogle_transfer
 
 OUT = Path(__file__).parent / "results"
 
@@ -35,7 +36,7 @@ def main() -> None:
     if not args.no_text:
         embeddings["text"] = pt.pp.text_embedding(show_progress_bar=False)
     start = time.perf_counter()
-    report = _Report(OUT / "replogle_report")
+    report = Report(OUT / "replogle_report")
     tables = replogle_transfer(cfg, embeddings=embeddings, report=report)
     for key, frame in tables.items():
         frame.to_csv(OUT / f"replogle2022_{key}.csv", index=False)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import data, get, metrics, pl, pp, tl
+from . import bm, data, get, metrics, pl, pp, tl
 from ._settings import settings
 
 
 def run_benchmark(*args, **kwargs):
-    """Run the full benchmark (see :func:`perturbtools._pipeline.run_benchmark`)."""
-    from ._pipeline import run_benchmark as _run
-
-    return _run(*args, **kwargs)
+    """Run the full benchmark (see :func:`perturbtools.bm.run_benchmark`)."""
+    return bm.run_benchmark(*args, **kwargs)
 
 
 try:
@@ -20,4 +18,4 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0.0.0"
 
-__all__ = ["data", "get", "metrics", "pl", "pp", "run_benchmark", "settings", "tl"]
+__all__ = ["bm", "data", "get", "metrics", "pl", "pp", "run_benchmark", "settings", "tl"]

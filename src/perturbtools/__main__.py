@@ -26,7 +26,7 @@ def _file_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args):
-    from ._userfile import UserFileOptions
+    from .bm._userfile import UserFileOptions
 
     return UserFileOptions(
         perturbation_key=args.perturbation_key, control=args.control, delimiter=args.delimiter, modality=args.modality,
@@ -36,7 +36,7 @@ def _options(args):
 
 
 def _config(args):
-    from ._pipeline import BenchmarkConfig
+    from .bm._run import BenchmarkConfig
 
     embeddings = tuple(e.strip() for e in args.embeddings.split(",") if e.strip())
     unknown = set(embeddings) - {"go", "text"}
@@ -60,7 +60,7 @@ def _config(args):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    from ._userfile import FILE_HELP
+    from .bm._userfile import FILE_HELP
 
     parser = argparse.ArgumentParser(
         prog="perturbtools",
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     config = _config(args)
     if args.command == "check":
         return _check(args.dataset, config)
-    from ._pipeline import run_benchmark
+    from .bm._run import run_benchmark
 
     try:
         run_benchmark(args.dataset, args.out, config=config)
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check(path: str, config) -> int:
     """Validate the file and print the plan without training anything."""
-    from ._pipeline import MIN_EMBEDDING_SHARE, _models, embedding_share
-    from ._userfile import plan, prepare_screen
+    from .bm._recipes import MIN_EMBEDDING_SHARE, _models, embedding_share
+    from .bm._userfile import plan, prepare_screen
 
     try:
         screen = prepare_screen(path, config.extra["user_options"])

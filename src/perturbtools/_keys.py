@@ -55,3 +55,18 @@ def interval_key(prefix: str, level: float, bound: str) -> str:
 def gi_key(prefix: str) -> str:
     """``uns`` key of genetic-interaction scores computed from the result ``prefix``."""
     return f"{prefix}_gi"
+
+
+#: ``key_added`` of the main job's labels and of its cross-validated predictions
+LABELS_KEY = "deg"
+CV_KEY = "cv"
+
+
+def embedding_key(name: str) -> str:
+    """``uns`` / ``varm`` key under which the main job stores the gene embedding ``name`` (e.g. ``emb_go``)."""
+    return f"emb_{name}"
+
+
+def cv_prediction_key(cv_key: str, model: str) -> str:
+    """``key_added`` of a model's out-of-fold predictions written by ``pt.bm.cross_validate(key_added=cv_key)``."""
+    return f"{cv_key}_{model}"

@@ -33,7 +33,7 @@ def test_noise_ceiling_by_hand(labelled_adata):
         assert per.loc[p, "mse"] == pytest.approx(np.mean((d_a - d_b) ** 2) / 4, rel=1e-4)
     assert set(pooled["stratum"]) == {"all"}
     # a model can be compared with the ceiling: the oracle-like split-half scores higher than the mean baseline
-    res = pt.tl.cross_validate(a, {"noncontrol_mean": pt.tl.NonControlMean, "knn": (pt.tl.KNN, {"k": 1})},
+    res = pt.bm.cross_validate(a, {"noncontrol_mean": pt.tl.NonControlMean, "knn": (pt.tl.KNN, {"k": 1})},
                                n_splits=3, show_progress_bar=False)  # fmt: skip
     ceiling = pt.metrics.ceiling_summary(per, pooled)
     out = pt.metrics.normalised_scores(res.summary, ceiling, baseline="noncontrol_mean")

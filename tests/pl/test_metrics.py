@@ -11,7 +11,7 @@ import perturbtools as pt
 @pytest.fixture
 def cv(labelled_adata):
     models = {"noncontrol_mean": pt.tl.NonControlMean, "knn": (pt.tl.KNN, {"k": 1})}
-    return pt.tl.cross_validate(labelled_adata, models, n_splits=3, show_progress_bar=False)
+    return pt.bm.cross_validate(labelled_adata, models, n_splits=3, show_progress_bar=False)
 
 
 def test_metrics_plot(cv):

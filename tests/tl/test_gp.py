@@ -124,7 +124,7 @@ def test_gp_fit_predict_calibration_save_load(gp_adata, tmp_path):
 
 
 def test_gp_beats_mean_on_structured_data(gp_adata):
-    res = pt.tl.cross_validate(
+    res = pt.bm.cross_validate(
         gp_adata,
         {"gp": (pt.tl.GPModel, {"n_components": 8}), "mean": pt.tl.NonControlMean},
         n_splits=4,
@@ -144,7 +144,7 @@ def test_gp_samples_match_moments(gp_adata):
 
 
 def test_learning_curve_and_plot(gp_adata):
-    table = pt.tl.learning_curve(
+    table = pt.bm.learning_curve(
         gp_adata,
         {"gp": (pt.tl.GPModel, {"n_components": 5}), "knn": pt.tl.KNN},
         train_sizes=[5, 20],

@@ -93,7 +93,7 @@ def test_expression_models_refuse_label_only_data():
 
 def test_cross_validate_on_label_only_data_scores_de_only():
     _, b = _label_lines()
-    res = pt.tl.cross_validate(b, {"prior": pt.tl.FrequencyPrior, "knn": pt.tl.KNNLabels}, n_splits=3, key_added="cv")
+    res = pt.bm.cross_validate(b, {"prior": pt.tl.FrequencyPrior, "knn": pt.tl.KNNLabels}, n_splits=3, key_added="cv")
     assert set(res.per_perturbation.columns) >= {"roc_auc_de", "pr_auc_de"}
     assert not any(c.startswith(("pearson", "roc_auc_dir", "mae")) for c in res.per_perturbation.columns)
     # per-perturbation AUROC equals sklearn on the out-of-fold probabilities
@@ -117,7 +117,7 @@ def test_stamp_on_labels_and_documented_transfer_path():
 def test_few_shot_on_labels_runs_source_baseline_at_zero_shots():
     pytest.importorskip("torch")
     k562, rpe1 = _label_lines()
-    out, per = pt.tl.few_shot(
+    out, per = pt.bm.few_shot(
         k562, rpe1, (pt.tl.STAMP, {"hidden1": (16, 16)}, {"max_epochs": 2, "show_progress_bar": False}), shots=(0, 4),
         baselines={"prior": pt.tl.FrequencyPrior, "copy": (pt.tl.SourceRanking, {"source": k562})}, n_splits=2,
         return_per_perturbation=True, show_progress_bar=False,
@@ -149,7 +149,7 @@ def test_few_shot_between_conditions_of_one_anndata():
     a.obs["condition"] = np.where(np.arange(a.n_obs) % 2 == 0, "stim", "unstim")
     pt.pp.deg_labels(a, condition_key="condition")
     pt.pp.add_gene_embedding(a, a.uns["synthetic"]["gene_embedding"])
-    out = pt.tl.few_shot(
+    out = pt.bm.few_shot(
         a, a, (pt.tl.STAMP, {"hidden1": (16, 16)}, {"max_epochs": 2, "show_progress_bar": False}), shots=(0, 2),
         labels_key="deg_stim", source_labels_key="deg_unstim", n_splits=2, show_progress_bar=False,
     )  # fmt: skip

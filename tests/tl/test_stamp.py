@@ -151,7 +151,7 @@ def _target_line(src):
 def test_few_shot_transfer(labelled_adata):
     src = labelled_adata
     tgt = _target_line(src)
-    table = pt.tl.few_shot(
+    table = pt.bm.few_shot(
         src, tgt, (pt.tl.STAMP, {"hidden1": (16, 16)}, FAST), shots=(0, 2, 4), n_splits=2,
         baselines={"noncontrol_mean": pt.tl.NonControlMean}, show_progress_bar=False,
     )  # fmt: skip
@@ -183,7 +183,7 @@ def test_few_shot_n_shots_train_on_n_perturbations(labelled_adata):
     src = labelled_adata
     tgt = _target_line(src)
     _CountingSTAMP.sizes = []
-    pt.tl.few_shot(src, tgt, (_CountingSTAMP, {"hidden1": (8, 8)}, FAST), shots=(0, 2, 3), n_splits=2,
+    pt.bm.few_shot(src, tgt, (_CountingSTAMP, {"hidden1": (8, 8)}, FAST), shots=(0, 2, 3), n_splits=2,
                    show_progress_bar=False)  # fmt: skip
     pretrain, rest = _CountingSTAMP.sizes[0], _CountingSTAMP.sizes[1:]
     assert pretrain < len(src.uns["deg"]["perturbations"])  # pretraining keeps its validation hold-out

@@ -275,7 +275,7 @@ def replogle2022_degsets(
     >>> proba = tuned.predict(kds[20:], inplace=False).de_proba  # genes x knockdowns  # doctest: +SKIP
 
     Baselines on the same footing: ``pt.tl.FrequencyPrior(rpe1)``, ``pt.tl.SourceRanking(rpe1, source=k562)``,
-    ``pt.tl.LabelStacking(rpe1, source=k562)``; curves with ``pt.tl.few_shot(k562, rpe1, ...)``.
+    ``pt.tl.LabelStacking(rpe1, source=k562)``; curves with ``pt.bm.few_shot(k562, rpe1, ...)``.
     """
     import gzip
     from pathlib import Path as _Path

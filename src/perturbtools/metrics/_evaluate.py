@@ -252,7 +252,7 @@ def evaluate_predictions(
     if not perts:
         msg = "None of the predicted perturbations has labels to score against."
         raise ValueError(msg)
-    if data.label_only:
+    if data.label_only or (preds.mean is None and preds.logfc is None):  # DE probabilities only: subtask 1 (and 2)
         return _evaluate_labels_only(preds, data, perts, train, min_positives)
     idx = data.index(perts)
     s = prediction_scores(preds, data, perts)
@@ -593,10 +593,11 @@ def probability_calibration(
 def _evaluate_labels_only(
     preds: Predictions, data: LabelledData, perts: list[str], train, min_positives: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Subtask metrics on label-only data (no cells): DE always; direction and FC only where those labels exist.
+    """Subtask metrics from DE probabilities: DE always; direction and FC only where labels and predictions exist.
 
-    Expression metrics are undefined without means and are not reported. A model's DE score is its ``de_proba``
-    (models that predict only expression cannot be scored on label-only data).
+    Used on label-only data (no cells) and for models that predict DE probabilities only (the label models) on any
+    data. Expression metrics are undefined without predicted means and are not reported. A model's DE score is its
+    ``de_proba`` (models that predict only expression cannot be scored on label-only data).
     """
     if preds.de_proba is None:
         msg = "Label-only data (no cells) can score DE probabilities only; these predictions have no `de_proba`."
@@ -632,5 +633,7 @@ def _evaluate_labels_only(
     for frame in (per, pooled_df):
         frame.attrs["undefined"] = {f"*_{d}": "no such labels on label-only data" for d in drop} | {
             "expression metrics": "label-only data have no cells"
+            if data.label_only
+            else "the predictions have no mean or fold change (a DE-probability model)"
         }
     return per, pooled_df

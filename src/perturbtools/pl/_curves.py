@@ -34,7 +34,7 @@ def learning_curve(
     Parameters
     ----------
     table
-        Output of :func:`perturbtools.tl.learning_curve`.
+        Output of :func:`perturbtools.bm.learning_curve`.
     metric
         Column to plot.
     ax
@@ -57,7 +57,7 @@ def few_shot(table: pd.DataFrame, *, metric: str = "pooled_roc_auc_de", ax: Axes
     Parameters
     ----------
     table
-        Output of :func:`perturbtools.tl.few_shot`.
+        Output of :func:`perturbtools.bm.few_shot`.
     metric
         Column to plot.
     ax

@@ -1,10 +1,14 @@
-"""Tools: models (baselines eager; torch models lazy), cross-validation, genetic interactions."""
+"""Tools: models (baselines eager; torch models lazy), conformal intervals, genetic interactions.
+
+Cross-validation, learning curves and few-shot moved to :mod:`perturbtools.bm`; their old names here still work for
+one release, with a :class:`FutureWarning`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._base import LabelledData, PerturbationModel, Predictions, read_predictions
+from ._base import EmbeddingInput, LabelledData, PerturbationModel, Predictions, read_predictions
 from ._baselines import (
     KNN,
     Additive,
@@ -37,7 +41,6 @@ from ._label_models import (
     PriorSourceCombination,
     SourceRanking,
 )
-from ._protocols import CVResults, cross_validate, few_shot, learning_curve
 
 _LAZY = {
     "STAMP": "._stamp",
@@ -48,8 +51,23 @@ _LAZY = {
 }
 
 
+#: moved to ``pt.bm``; kept here as aliases until 0.3
+_MOVED_TO_BM = ("CVResults", "cross_validate", "few_shot", "learning_curve")
+
+
 def __getattr__(name: str) -> Any:
     """Import torch-based models only on first access (``import perturbtools`` stays torch-free)."""
+    if name in _MOVED_TO_BM:
+        import warnings
+
+        from .. import bm
+
+        warnings.warn(
+            f"`pt.tl.{name}` moved to `pt.bm.{name}`; the old name will be removed in perturbtools 0.3.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return getattr(bm, name)
     if name in _LAZY:
         import importlib
 
@@ -66,9 +84,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "KNN",
     "Additive",
-    "CVResults",
     "ControlMean",
     "CrisprInformedMean",
+    "EmbeddingInput",
     "EmbeddingLogistic",
     "EmbeddingRidge",
     "FrequencyPrior",
@@ -86,9 +104,7 @@ __all__ = [
     "RandomPerturbation",
     "SourceRanking",
     "conformal_intervals",
-    "cross_validate",
     "distance_correlation",
-    "few_shot",
     "gi_accuracy",
     "gi_class_proba",
     "gi_classifier_cv",
@@ -100,7 +116,6 @@ __all__ = [
     "gi_scores",
     "gi_scores_core",
     "gi_subtypes",
-    "learning_curve",
     "read_predictions",
     "theil_sen",
     "threshold_classes",

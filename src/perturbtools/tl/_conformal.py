@@ -12,9 +12,8 @@ from .._utils import _as_rng, _progress
 from .._validation import _as_anndata
 from ..metrics._evaluate import prediction_scores
 from ..pp._split import kfold_perturbations
-from ._base import LabelledData
+from ._base import LabelledData, ModelSpec, unpack_spec
 from ._conformal_core import cv_plus, split_conformal
-from ._protocols import ModelSpec, _unpack
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -103,7 +102,7 @@ def conformal_intervals(
     ``{level: (lower, upper)}``, genes x test perturbations frames.
     """
     adata = _as_anndata(adata)
-    cls, init_kwargs, fit_kwargs = _unpack(model)
+    cls, init_kwargs, fit_kwargs = unpack_spec(model)
     data = LabelledData.from_adata(adata, labels_key)
     if data.label_only:
         msg = "Conformal intervals cover predicted means; these labels have no cells (label-only data)."

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from scipy.special import expit
 
 from .._labelled import LabelledData
 from .._predictions import Predictions
@@ -429,7 +430,7 @@ class EmbeddingLogistic(EmbeddingInput, PerturbationModel):
             z = x @ w + b
             # sum over entries of log(1 + e^z) - y z, plus the L2 penalty on w (not on the intercepts)
             value = np.logaddexp(0.0, z).sum() - (y * z).sum() + lam * (w**2).sum()
-            r = 1.0 / (1.0 + np.exp(-z)) - y
+            r = expit(z) - y
             return value, np.concatenate([(x.T @ r + 2 * lam * w).ravel(), r.sum(axis=0)])
 
         theta0 = np.concatenate([np.zeros(k * g), np.log(prior) - np.log1p(-prior)])
@@ -439,7 +440,7 @@ class EmbeddingLogistic(EmbeddingInput, PerturbationModel):
 
     def _predict(self, perturbations):
         z = self._design(perturbations) @ self.coef_ + self.intercept_
-        return _de_predictions(self, perturbations, 1.0 / (1.0 + np.exp(-z)))
+        return _de_predictions(self, perturbations, expit(z))
 
     def _get_state(self):
         return {"center": self.center_, "components": self.components_, "coef": self.coef_, "intercept": self.intercept_,

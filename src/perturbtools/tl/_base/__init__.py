@@ -4,3 +4,4 @@ from ..._labelled import LabelledData
 from ..._predictions import Predictions, read_predictions, write_predictions
 from ._inputs import EmbeddingInput, pca_inputs
 from ._model import PerturbationModel, table_from_state, table_state
+from ._specs import ModelSpec, unpack_spec

@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from . import pp
-from ._keys import CONTROL, PERTURBATION_KEY
-from .pp._design import check_design, collapse_guides, looks_guide_level, looks_like_counts
+from .. import pp
+from .._keys import CONTROL, PERTURBATION_KEY
+from ..pp._design import check_design, collapse_guides, looks_guide_level, looks_like_counts
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def prepare_screen(path: str | Path, opts: UserFileOptions, *, backed: bool = Fa
         )
     labels = labels.astype(str)
     if opts.collapse_guides:
-        from .pp._design import guide_targets
+        from ..pp._design import guide_targets
 
         labels = labels.map(guide_targets(labels, control=opts.control))
     if opts.control not in set(labels):
@@ -121,7 +121,7 @@ def prepare_screen(path: str | Path, opts: UserFileOptions, *, backed: bool = Fa
         counts = True
     is_counts, why = looks_like_counts(adata.X)
     if is_counts:
-        from ._utils import log_normalise
+        from .._utils import log_normalise
 
         log_normalise(adata)  # counts -> layers['counts'], X = log1p(CP10k)
         counts = True

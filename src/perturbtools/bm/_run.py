@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import data as datasets
-from . import metrics, pl, pp, tl
-from ._settings import settings
+from .. import data as datasets
+from .. import metrics, pl, pp, tl
+from .._keys import CV_KEY, LABELS_KEY, cv_prediction_key, embedding_key, label_keys
+from .._settings import settings
+from ._cross_validation import cross_validate
+from ._curves import few_shot, learning_curve
+from ._recipes import (
+    DATASETS,
+    FEW_SHOT,
+    LEARNING_CURVE_MODELS,
+    LEARNING_CURVE_SIZES,
+    MIN_EMBEDDING_SHARE,
+    MODELS,
+    _covered,
+    _models,
+    embedding_share,
+    label_baselines,
+)
+from ._report import Report, _quiet_third_party, _say, _summary_table, _undefined_notes
 
 logger = logging.getLogger(__name__)
 
@@ -43,75 +58,10 @@ class BenchmarkConfig:
             self.shots = (0, 2)
 
 
-class _Report:
-    """Collects tables, figures and notes, and writes them."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        (out / "figures").mkdir(parents=True, exist_ok=True)
-        self.sections: list[str] = []
-        self.summaries: list[pd.DataFrame] = []
-        self.per_perturbation: list[pd.DataFrame] = []
-
-    def figure(self, fig_or_ax, name: str) -> str:
-        import matplotlib.pyplot as plt
-
-        fig = getattr(fig_or_ax, "figure", fig_or_ax)
-        path = self.out / "figures" / f"{name}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        self.sections.append(f"![{name}](figures/{name}.png)\n")
-        return str(path)
-
-    def table(self, title: str, df: pd.DataFrame, floatfmt: str = ".3f") -> None:
-        self.sections.append(f"### {title}\n\n{_markdown(df, floatfmt)}\n")
-
-    def text(self, text: str) -> None:
-        self.sections.append(text + "\n")
-
-    def flush(self) -> None:
-        """Write what is done so far (report.md, metrics.csv, per_perturbation.csv): partial results survive a crash."""
-        (self.out / "report.md").write_text("\n".join(self.sections))
-        if self.summaries:
-            pd.concat(self.summaries, ignore_index=True).to_csv(self.out / "metrics.csv", index=False)
-        if self.per_perturbation:
-            pd.concat(self.per_perturbation, ignore_index=True).to_csv(self.out / "per_perturbation.csv", index=False)
-
-
-def _markdown(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
-    df = df.copy()
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join([df.index.name or "", *cols]) + " |", "|" + "---|" * (len(cols) + 1)]
-    for idx, row in df.iterrows():
-        cells = [format(v, floatfmt) if isinstance(v, float | np.floating) else str(v) for v in row]
-        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
-    return "\n".join(lines)
-
-
-def _summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    s = summary[summary["metric"].isin(metrics.KEY_METRICS)].copy()
-    s["cell"] = [
-        "undefined" if not np.isfinite(m) else f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{m:.3f}"
-        for m, lo, hi in zip(s["mean"], s["ci_low"], s["ci_high"], strict=True)
-    ]
-    wide = s.pivot(index="model", columns="metric", values="cell")
-    if "ceiling" in s:
-        ceiling = s.drop_duplicates("metric").set_index("metric")["ceiling"]
-        wide.loc["noise ceiling"] = [f"{ceiling.get(m, np.nan):.3f}" for m in wide.columns]
-    return wide[[m for m in metrics.KEY_METRICS if m in wide.columns]]
-
-
-def _undefined_notes(summary: pd.DataFrame) -> str:
-    """One line per headline metric that is undefined for some rows, with the reason (same for every model)."""
-    s = summary[summary["metric"].isin(metrics.KEY_METRICS) & (summary["note"] != "")]
-    first = s.drop_duplicates("metric").set_index("metric")["note"]
-    return "; ".join(f"`{m}`: {note}" for m, note in first.items())
-
-
 def _with_ceiling(name, adata, perts, summary, cfg, report) -> pd.DataFrame:
     """The CV summary with the split-half noise ceiling and scores normalised between the mean baseline and it."""
     baseline = "noncontrol_mean"
-    if baseline not in set(summary["model"]) or "deg_mean" not in adata.varm:
+    if baseline not in set(summary["model"]) or label_keys(LABELS_KEY).mean not in adata.varm:
         return summary
     start = time.perf_counter()
     per, pooled = metrics.noise_ceiling(adata, n_repeats=2 if cfg.quick else 5, rng=cfg.seed)
@@ -124,114 +74,11 @@ def _with_ceiling(name, adata, perts, summary, cfg, report) -> pd.DataFrame:
     return metrics.normalised_scores(summary, metrics.ceiling_summary(per, pooled), baseline=baseline)
 
 
-def _embeddings(
-    adata, cfg: BenchmarkConfig, go: pd.DataFrame | None, texts: pd.DataFrame | None
-) -> dict[str, pd.DataFrame]:
-    out = {} if go is None else {"go": go}
-    if texts is not None:
-        out["text"] = texts
-    return out
-
-
-def _models(
-    cfg: BenchmarkConfig, embeddings: dict[str, pd.DataFrame], *, counts: bool, perturbnet: bool
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Model specs whose inputs exist, and ``{model: reason}`` for the ones skipped (never queued to crash later)."""
-    quiet = {"show_progress_bar": False}
-    skipped: dict[str, str] = {}
-    models: dict[str, Any] = {
-        "control_mean": tl.ControlMean,
-        "noncontrol_mean": tl.NonControlMean,
-        "crispr_informed_mean": tl.CrisprInformedMean,
-        "random_perturbation": tl.RandomPerturbation,
-        "additive": tl.Additive,
-        "linear": tl.Linear,
-    }
-    go = "go" in embeddings
-    if go:
-        models["linear_go"] = (tl.Linear, {"embedding": "emb_go"})
-        models["knn1_go"] = (tl.KNN, {"embedding": "emb_go", "k": 1})
-        models["knn5_go"] = (tl.KNN, {"embedding": "emb_go", "k": 5})
-    else:
-        for m in ("linear_go", "knn1_go", "knn5_go", "gp_go", "stamp_go", "perturbnet_go"):
-            skipped[m] = (
-                cfg.extra.get("go_reason")
-                or "the GO embedding covers too few of these perturbations (see the coverage note)"
-            )
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        for m in ("gp_go", "stamp_go", "perturbnet_go", "gp_text", "gp_go_text"):
-            skipped[m] = "torch is not installed (`pip install 'perturbtools[all]'`)"
-        return _select(models, skipped, cfg)
-    if go:
-        models["gp_go"] = (tl.GPModel, {"embedding": "emb_go"})
-    if "text" in embeddings:
-        models["knn1_text"] = (tl.KNN, {"embedding": "emb_text", "k": 1})
-        models["gp_text"] = (tl.GPModel, {"embedding": "emb_text"})
-        if go:
-            models["gp_go_text"] = (tl.GPModel, {"embedding": ["emb_go", "emb_text"]})
-    if go:
-        models["stamp_go"] = (
-            tl.STAMP,
-            {"embedding": "emb_go"},
-            {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, **quiet},
-        )
-    if perturbnet and go:
-        fit = {"scvi_epochs": cfg.scvi_epochs, "max_epochs": cfg.perturbnet_epochs, "lr": cfg.perturbnet_lr, **quiet}
-        init = {"representation": "embedding", "embedding": "emb_go", "n_blocks": 20}
-        if not counts:
-            init |= {"counts_layer": None, "pseudo_counts": True}
-        models["perturbnet_go"] = (tl.PerturbNet, init, fit)
-    elif go and not perturbnet:
-        skipped["perturbnet_go"] = cfg.extra.get("perturbnet_reason") or (
-            "PerturbNet switched off (`--no-perturbnet`)"
-            if not cfg.perturbnet
-            else "PerturbNet is run on the datasets with counts or the main CRISPRa set only (not this one)"
-        )
-    return _select(models, skipped, cfg)
-
-
-def _select(
-    models: dict[str, Any], skipped: dict[str, str], cfg: BenchmarkConfig
-) -> tuple[dict[str, Any], dict[str, str]]:
-    wanted = cfg.extra.get("models")
-    if not wanted:
-        return models, skipped
-    unknown = [m for m in wanted if m not in models and m not in skipped]
-    if unknown:
-        msg = f"Unknown model names {unknown}; choose from {sorted(set(models) | set(skipped))}."
-        raise ValueError(msg)
-    return {m: v for m, v in models.items() if m in wanted}, {m: r for m, r in skipped.items() if m in wanted}
-
-
-#: an embedding is used on a dataset only if it covers at least this share of its perturbations
-MIN_EMBEDDING_SHARE = 0.8
-
-
-def embedding_share(perturbations: list[str], embedding: pd.DataFrame) -> float:
-    """Share of ``perturbations`` whose every target gene has a row in ``embedding`` (0 for none)."""
-    if not perturbations:
-        return 0.0
-    return float(np.mean([all(g in embedding.index for g in pp.parse_perturbation(p)) for p in perturbations]))
-
-
-def _covered(adata, embeddings: dict[str, pd.DataFrame]) -> list[str]:
-    """Perturbations every embedding covers: all models are scored on the same set."""
-    perts = list(adata.uns["deg"]["perturbations"])
-    ok = []
-    for p in perts:
-        genes = pp.parse_perturbation(p)
-        if all(g in e.index for e in embeddings.values() for g in genes):
-            ok.append(p)
-    return ok
-
-
 def _benchmark_one(
     name: str,
     adata,
     cfg: BenchmarkConfig,
-    report: _Report,
+    report: Report,
     embeddings: dict[str, pd.DataFrame],
     *,
     counts: bool,
@@ -251,7 +98,7 @@ def _benchmark_one(
         report.text(
             f"{name}: each perturbation is tested against the control cells of its own batches of `obs[{batch_key!r}]`."
         )
-    labelled = list(adata.uns["deg"]["perturbations"])
+    labelled = list(adata.uns[LABELS_KEY]["perturbations"])
     kept = {}
     for key, emb in embeddings.items():
         share = embedding_share(labelled, emb)
@@ -263,27 +110,27 @@ def _benchmark_one(
             )
     embeddings = kept
     for key, emb in embeddings.items():
-        pp.add_gene_embedding(adata, emb, key_added=f"emb_{key}")
+        pp.add_gene_embedding(adata, emb, key_added=embedding_key(key))
     perts = _covered(adata, embeddings)
-    dropped = sorted(set(adata.uns["deg"]["perturbations"]) - set(perts))
+    dropped = sorted(set(adata.uns[LABELS_KEY]["perturbations"]) - set(perts))
     models, skipped = _models(cfg, embeddings, counts=counts, perturbnet=perturbnet)
     if skipped:
         report.table(f"{name}: models skipped", pd.DataFrame({"reason": skipped}).rename_axis("model"))
     report.text(f"## {name}\n\n{adata.n_obs} cells x {adata.n_vars} genes, {len(adata.uns['deg']['perturbations'])} labelled perturbations "
-                f"({int((adata.varm['deg_is_de']).to_numpy().sum())} DEG entries). Scored on the {len(perts)} perturbations every embedding "
+                f"({int((adata.varm[label_keys(LABELS_KEY).is_de]).to_numpy().sum())} DEG entries). Scored on the {len(perts)} perturbations every embedding "
                 f"covers{f' (left out: {dropped})' if dropped else ''}; {n_splits}-fold CV over perturbations, control = the real control cells.")  # fmt: skip
     from ._userfile import estimate_seconds
 
     guess = estimate_seconds(adata.n_obs, adata.n_vars, len(perts), list(models), n_splits)
     _say(f"[{name}] {n_splits}-fold CV of {len(models)} models on {len(perts)} perturbations: about {guess:.0f} s")
     start = time.perf_counter()
-    res = tl.cross_validate(
+    res = cross_validate(
         adata,
         models,
         perturbations=perts,
         n_splits=n_splits,
         rng=cfg.seed,
-        key_added="cv",
+        key_added=CV_KEY,
         show_progress_bar=settings.progress_bar,
     )
     report.text(f"CV of {len(models)} models took {time.perf_counter() - start:.0f} s.")
@@ -308,7 +155,7 @@ def _benchmark_one(
     shown = [m for m in metrics.PLOT_METRICS if m in set(summary["metric"])]
     report.figure(pl.metrics(summary, shown), f"{name}_metrics")
     if "gp_go" in models:
-        cal = metrics.calibration(adata, "cv_gp_go", levels=(0.5, 0.8, 0.9, 0.95))
+        cal = metrics.calibration(adata, cv_prediction_key(CV_KEY, "gp_go"), levels=(0.5, 0.8, 0.9, 0.95))
         report.table(f"{name}: GP (GO) interval coverage on held-out perturbations", cal.set_index("level"))
         report.figure(pl.calibration(cal), f"{name}_gp_calibration")
     if "stamp_go" in models:
@@ -319,47 +166,7 @@ def _benchmark_one(
     return {"res": res, "perts": perts, "models": models}
 
 
-def _say(message: str) -> None:
-    """A line on stderr for the person waiting (not with ``--quiet``)."""
-    if settings.progress_bar:
-        import sys
-
-        print(message, file=sys.stderr, flush=True)
-
-
-class _quiet_third_party:
-    """Silence scvi-tools / Lightning tips, "GPU available" lines and library warnings for the run, unless verbose.
-
-    Scoped to the run (restored afterwards); the package's own warnings still show.
-    """
-
-    _LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "scvi", "py.warnings")
-
-    def __init__(self, verbose: bool) -> None:
-        self.verbose = verbose
-
-    def __enter__(self):
-        self._warn = warnings.catch_warnings()
-        self._warn.__enter__()
-        self._levels = {}
-        if not self.verbose:
-            for mod in ("lightning", "pytorch_lightning", "scvi", "torch", "anndata", "scanpy", "sklearn"):
-                warnings.filterwarnings("ignore", module=rf"{mod}(\.|$)")
-            warnings.filterwarnings("ignore", category=FutureWarning)
-            for name in self._LOGGERS:
-                lg = logging.getLogger(name)
-                self._levels[name] = lg.level
-                lg.setLevel(logging.ERROR)
-        return self
-
-    def __exit__(self, *exc):
-        for name, level in self._levels.items():
-            logging.getLogger(name).setLevel(level)
-        self._warn.__exit__(*exc)
-        return False
-
-
-def _gi_classifier_section(report: _Report, cfg: BenchmarkConfig) -> tuple[tl.GIClassifier, pd.Series]:
+def _gi_classifier_section(report: Report, cfg: BenchmarkConfig) -> tuple[tl.GIClassifier, pd.Series]:
     """Cross-validated single-class GI calls on the published scores.
 
     Returns the shipped classifier and the published classes (empty where the reference is not available).
@@ -393,7 +200,7 @@ def _gi_classifier_section(report: _Report, cfg: BenchmarkConfig) -> tuple[tl.GI
 
 
 def _gi_section(
-    name: str, adata, models: dict[str, Any], report: _Report, clf: tl.GIClassifier, published: pd.Series
+    name: str, adata, models: dict[str, Any], report: Report, clf: tl.GIClassifier, published: pd.Series
 ) -> None:
     observed = tl.gi_scores(adata, show_progress_bar=False)
     n_genes = observed["n_genes"]
@@ -408,7 +215,7 @@ def _gi_section(
     predicted_scores = {}
     for model in models:
         try:
-            predicted_scores[model] = tl.gi_scores(adata, f"cv_{model}", show_progress_bar=False)
+            predicted_scores[model] = tl.gi_scores(adata, cv_prediction_key(CV_KEY, model), show_progress_bar=False)
         except (KeyError, ValueError) as err:
             logger.info("GI from %s skipped: %s", model, err)
             continue
@@ -455,10 +262,10 @@ def _gi_section(
         doubles = list(observed.index)
         rest = [
             p
-            for p in adata.uns["deg"]["perturbations"]
-            if p not in doubles and all(g in adata.uns["emb_go"].index for g in pp.parse_perturbation(p))
+            for p in adata.uns[LABELS_KEY]["perturbations"]
+            if p not in doubles and all(g in adata.uns[embedding_key("go")].index for g in pp.parse_perturbation(p))
         ]
-        gp = tl.GPModel(adata, embedding="emb_go").fit(rest)
+        gp = tl.GPModel(adata, embedding=embedding_key("go")).fit(rest)
         iv = tl.gi_intervals(gp, doubles, n_samples=60, max_subpopulation=20_000, show_progress_bar=False)
         wide = (
             iv[iv["score"].isin(["magnitude", "model_fit", "similarity"])]
@@ -482,16 +289,16 @@ def _gi_section(
 
 
 def _few_shot_section(
-    source, source_perts: list[str], targets: dict[str, Any], cfg: BenchmarkConfig, report: _Report
+    source, source_perts: list[str], targets: dict[str, Any], cfg: BenchmarkConfig, report: Report
 ) -> pd.DataFrame:
     rows = []
     for line, target in targets.items():
         spec = (
             tl.STAMP,
-            {"embedding": "emb_go"},
+            {"embedding": embedding_key("go")},
             {"max_epochs": cfg.stamp_epochs, "lr": cfg.stamp_lr, "show_progress_bar": False},
         )
-        table = tl.few_shot(source, target, spec, shots=cfg.shots, n_splits=3, baselines={"noncontrol_mean": tl.NonControlMean},
+        table = few_shot(source, target, spec, shots=cfg.shots, n_splits=3, baselines={"noncontrol_mean": tl.NonControlMean},
                             finetune_kwargs={"max_epochs": max(cfg.stamp_epochs // 3, 2), "lr": cfg.stamp_lr, "show_progress_bar": False},
                             source_perturbations=source_perts, rng=cfg.seed, show_progress_bar=False)  # fmt: skip
         rows.append(table.assign(target=line))
@@ -511,7 +318,7 @@ REPLOGLE_SHOTS = (0, 5, 10, 20, 40, 80, 160)
 
 
 def replogle_transfer(
-    cfg: BenchmarkConfig, *, embeddings: dict[str, pd.DataFrame], report: _Report | None = None
+    cfg: BenchmarkConfig, *, embeddings: dict[str, pd.DataFrame], report: Report | None = None
 ) -> dict[str, pd.DataFrame]:
     """Few-shot K562 -> RPE1 and within-line CV on the Replogle 2022 DEG sets (label-only data, subtask 1 on up-genes).
 
@@ -526,8 +333,8 @@ def replogle_transfer(
     go = embeddings["go"]
     for a in (k562, rpe1):
         for name, emb in embeddings.items():
-            pp.add_gene_embedding(a, emb, key_added=f"emb_{name}")
-    kds = list(rpe1.uns["deg"]["perturbations"])
+            pp.add_gene_embedding(a, emb, key_added=embedding_key(name))
+    kds = list(rpe1.uns[LABELS_KEY]["perturbations"])
     coverage = pd.DataFrame(
         {name: [np.mean([kd in emb.index for kd in kds]), sum(kd in emb.index for kd in kds)] for name, emb in embeddings.items()},
         index=["share", "n"],
@@ -537,10 +344,10 @@ def replogle_transfer(
     stamp_fit = {"max_epochs": epochs, "lr": cfg.stamp_lr, "show_progress_bar": False}
     shots = (0, 5, 10) if cfg.quick else REPLOGLE_SHOTS
     n_splits = 2 if cfg.quick else 5
-    baselines = {**label_baselines(k562), "knn_go": (tl.KNNLabels, {"embedding": "emb_go"})}
+    baselines = {**label_baselines(k562), "knn_go": (tl.KNNLabels, {"embedding": embedding_key("go")})}
     start = time.perf_counter()
-    _, per = tl.few_shot(
-        k562, rpe1, (tl.STAMP, {"embedding": "emb_go"}, stamp_fit), shots=shots, baselines=baselines,
+    _, per = few_shot(
+        k562, rpe1, (tl.STAMP, {"embedding": embedding_key("go")}, stamp_fit), shots=shots, baselines=baselines,
         n_splits=n_splits, source_perturbations=covered, perturbations=covered, return_per_perturbation=True,
         rng=cfg.seed, show_progress_bar=False,
     )  # fmt: skip
@@ -566,12 +373,12 @@ def replogle_transfer(
             perts = [kd for kd in kds if kd in emb.index]
             models = {
                 "frequency_prior": tl.FrequencyPrior,
-                f"knn_{emb_name}": (tl.KNNLabels, {"embedding": f"emb_{emb_name}"}),
-                f"logistic_{emb_name}": (tl.EmbeddingLogistic, {"embedding": f"emb_{emb_name}"}),
+                f"knn_{emb_name}": (tl.KNNLabels, {"embedding": embedding_key(emb_name)}),
+                f"logistic_{emb_name}": (tl.EmbeddingLogistic, {"embedding": embedding_key(emb_name)}),
             }
             if emb_name == "go":
-                models["stamp_go"] = (tl.STAMP, {"embedding": "emb_go"}, stamp_fit)
-            res = tl.cross_validate(a, models, perturbations=perts, n_splits=n_splits, rng=cfg.seed, key_added=None,
+                models["stamp_go"] = (tl.STAMP, {"embedding": embedding_key("go")}, stamp_fit)
+            res = cross_validate(a, models, perturbations=perts, n_splits=n_splits, rng=cfg.seed, key_added=None,
                                     show_progress_bar=False)  # fmt: skip
             s = res.summary[res.summary["metric"].isin(["roc_auc_de", "pr_auc_de"])]
             cv_rows.append(s.assign(line=line, embedding=emb_name, n_knockdowns=len(perts)))
@@ -581,16 +388,6 @@ def replogle_transfer(
     if report is not None:
         _replogle_report(report, table, per, cv, coverage, few_seconds, cv_seconds, len(covered), n_splits)
     return {"few_shot": table, "few_shot_per_knockdown": per, "cv": cv, "coverage": coverage.reset_index()}
-
-
-def label_baselines(source) -> dict[str, Any]:
-    """The label baselines of SPEC §12 (and the learned stacking of prior and source), as model specs."""
-    return {
-        "frequency_prior": tl.FrequencyPrior,
-        "copy_source": (tl.SourceRanking, {"source": source}),
-        "prior_source_combination": (tl.PriorSourceCombination, {"source": source}),
-        "label_stacking": (tl.LabelStacking, {"source": source}),
-    }
 
 
 def _replogle_report(report, table, per, cv, coverage, few_seconds, cv_seconds, n_covered, n_splits) -> None:
@@ -697,24 +494,25 @@ def run_benchmark(
 
 
 def _run(dataset: str, out: Path, cfg: BenchmarkConfig) -> pd.DataFrame:
-    report = _Report(out)
+    report = Report(out)
     started = time.perf_counter()
     names = _resolve(dataset)
     wanted = cfg.extra.get("embeddings", ("go", "text"))
-    go = pp.go_embedding(n_components=64, rng=cfg.seed) if "go" in wanted else None
-    if go is None:
+    embeddings = {}
+    if "go" in wanted:
+        embeddings["go"] = pp.go_embedding(n_components=64, rng=cfg.seed)
+    else:
         cfg.extra["go_reason"] = "the GO embedding was not requested (`--embeddings`)"
-    texts = None
     if cfg.text_embedding and "text" in wanted:
         try:
-            texts = pp.text_embedding(show_progress_bar=False)
+            embeddings["text"] = pp.text_embedding(show_progress_bar=False)
         except ImportError as err:
             logger.warning("text embedding skipped: %s", err)
-    embeddings = _embeddings(None, cfg, go, texts)
     report.text(f"# perturbtools benchmark report\n\nGenerated by `perturbtools benchmark` (perturbtools {__import__('perturbtools').__version__}); "
                 f"data folder `{settings.datasetdir}`; settings `{json.dumps({k: v for k, v in cfg.__dict__.items() if k != 'extra'}, default=str)}`.\n"
                 "Every number below was computed by this run.")  # fmt: skip
-    clf, published = _gi_classifier_section(report, cfg) if "devel" in names else (None, None)
+    with_gi = any("gi" in r.sections for name in names for r in DATASETS.get(name, ()))
+    clf, published = _gi_classifier_section(report, cfg) if with_gi else (None, None)
     for name in names:
         if name == "replogle":
             if "go" not in embeddings:
@@ -726,58 +524,62 @@ def _run(dataset: str, out: Path, cfg: BenchmarkConfig) -> pd.DataFrame:
             for key, frame in tables.items():
                 frame.to_csv(out / f"replogle2022_{key}.csv", index=False)
             continue
-        if name == "devel":
-            k562 = datasets.perturbench_devel("k562")
-            emb = embeddings
-            info = _benchmark_one(
-                "norman2019_k562",
-                k562,
-                cfg,
-                report,
-                emb,
-                counts=False,
-                perturbnet=cfg.perturbnet,
-                n_splits=cfg.n_splits,
-            )
-            _gi_section("norman2019_k562", k562, info["models"], report, clf, published)
-            targets = {}
-            for line in ("A172", "T98G", "U87MG"):
-                g = datasets.perturbench_devel(line)
-                _benchmark_one(f"glioma_{line}", g, cfg, report, emb, counts=False, perturbnet=False, n_splits=3)
-                targets[line] = g
-            few = _few_shot_section(k562, info["perts"], targets, cfg, report)
-            few.to_csv(out / "few_shot.csv", index=False)
-            k562.write_h5ad(out / "norman2019_k562.h5ad")
-            for line, g in targets.items():
-                g.write_h5ad(out / f"glioma_{line}.h5ad")
-        elif name == "papalexi":
-            p = datasets.papalexi2021_lowmoi()
-            info = _benchmark_one(
-                "papalexi2021_thp1",
-                p,
-                cfg,
-                report,
-                embeddings,
-                counts=True,
-                perturbnet=cfg.perturbnet,
-                n_splits=cfg.n_splits,
-            )
-            if cfg.perturbnet and "perturbnet_go" in info["models"]:
-                _perturbnet_distributions(p, info["perts"], cfg, report)
-            lc = tl.learning_curve(p, {"noncontrol_mean": tl.NonControlMean, "knn1_go": (tl.KNN, {"embedding": "emb_go"}), "gp_go": (tl.GPModel, {"embedding": "emb_go"})},
-                                   train_sizes=[4, 8, 12, 16], perturbations=info["perts"], n_splits=cfg.n_splits, rng=cfg.seed, show_progress_bar=False)  # fmt: skip
-            report.figure(pl.learning_curve(lc, metric="pearson_delta"), "papalexi2021_thp1_learning_curve")
-            p.write_h5ad(out / "papalexi2021_thp1.h5ad")
-        else:
+        if name not in DATASETS:
             _user_screen(name, cfg, report, embeddings, out)
+            report.flush()
+            continue
+        done = {}
+        for recipe in DATASETS[name]:
+            adata = getattr(datasets, recipe.loader)(**recipe.loader_kwargs)
+            info = _benchmark_one(recipe.name, adata, cfg, report, embeddings, counts=recipe.counts,
+                                  perturbnet=cfg.perturbnet and recipe.perturbnet,
+                                  n_splits=recipe.n_splits or cfg.n_splits)  # fmt: skip
+            for section in recipe.sections:
+                _SECTIONS[section](recipe.name, adata, info, cfg, report, clf=clf, published=published)
+            done[recipe.name] = adata, info
+            report.flush()
+        if name in FEW_SHOT:
+            source, targets = FEW_SHOT[name]
+            few = _few_shot_section(done[source][0], done[source][1]["perts"],
+                                    {label: done[t][0] for label, t in targets.items()}, cfg, report)  # fmt: skip
+            few.to_csv(out / "few_shot.csv", index=False)
+        for stem, (adata, _) in done.items():
+            adata.write_h5ad(out / f"{stem}.h5ad")
         report.flush()
     report.text(f"\nTotal run time: {time.perf_counter() - started:.0f} s.")
     report.flush()
     return pd.concat(report.summaries, ignore_index=True) if report.summaries else pd.DataFrame()
 
 
+def _learning_curve_section(name, adata, info, cfg, report, **_) -> None:
+    specs = {
+        r.name: r.spec(cfg, counts=False)
+        for r in MODELS
+        if r.name in LEARNING_CURVE_MODELS and r.name in info["models"]
+    }
+    lc = learning_curve(adata, specs, train_sizes=list(LEARNING_CURVE_SIZES), perturbations=info["perts"],
+                        n_splits=cfg.n_splits, rng=cfg.seed, show_progress_bar=False)  # fmt: skip
+    report.figure(pl.learning_curve(lc, metric="pearson_delta"), f"{name}_learning_curve")
+
+
+def _perturbnet_section(name, adata, info, cfg, report, **_) -> None:
+    if cfg.perturbnet and "perturbnet_go" in info["models"]:
+        _perturbnet_distributions(name, adata, info["perts"], cfg, report)
+
+
+def _gi_section_of(name, adata, info, cfg, report, *, clf, published) -> None:
+    _gi_section(name, adata, info["models"], report, clf, published)
+
+
+_SECTIONS = {
+    "gi": _gi_section_of,
+    "perturbnet_distributions": _perturbnet_section,
+    "learning_curve": _learning_curve_section,
+}
+
+
 def _user_screen(
-    path: str, cfg: BenchmarkConfig, report: _Report, embeddings: dict[str, pd.DataFrame], out: Path
+    path: str, cfg: BenchmarkConfig, report: Report, embeddings: dict[str, pd.DataFrame], out: Path
 ) -> None:
     """A user's h5ad: validated and standardised (`_userfile`), then benchmarked per condition."""
     from ._userfile import UserFileOptions, prepare_screen
@@ -800,12 +602,12 @@ def _user_screen(
         a.write_h5ad(out / f"{stem}.h5ad")
 
 
-def _perturbnet_distributions(adata, perts: list[str], cfg: BenchmarkConfig, report: _Report) -> None:
+def _perturbnet_distributions(name: str, adata, perts: list[str], cfg: BenchmarkConfig, report: Report) -> None:
     """One held-out split: generated vs real cells of unseen perturbations (energy distance, MMD)."""
     rng = np.random.default_rng(cfg.seed)
     test = sorted(rng.choice(perts, size=max(2, len(perts) // 5), replace=False).tolist())
     train = [p for p in perts if p not in test]
-    model = tl.PerturbNet(adata, representation="embedding", embedding="emb_go").fit(
+    model = tl.PerturbNet(adata, representation="embedding", embedding=embedding_key("go")).fit(
         train,
         scvi_epochs=cfg.scvi_epochs,
         max_epochs=cfg.perturbnet_epochs,
@@ -818,7 +620,7 @@ def _perturbnet_distributions(adata, perts: list[str], cfg: BenchmarkConfig, rep
     rate = gen.n_obs / (time.perf_counter() - start)
     dist = metrics.distribution_distances(adata, gen, n_pcs=20)
     report.table(
-        "papalexi2021_thp1: PerturbNet generated vs real cells of unseen perturbations (PCA-20); control_* = real perturbed vs real control",
+        f"{name}: PerturbNet generated vs real cells of unseen perturbations (PCA-20); control_* = real perturbed vs real control",
         dist,
     )
     report.text(f"PerturbNet sampling throughput on this machine: {rate:.0f} cells/s (CPU).")

@@ -18,7 +18,7 @@ BASELINES = {
 
 
 def test_cv_tables(labelled_adata, tmp_path):
-    res = pt.tl.cross_validate(
+    res = pt.bm.cross_validate(
         labelled_adata, {**BASELINES, "knn": (pt.tl.KNN, {"k": 1})}, n_splits=3, show_progress_bar=False
     )
     assert set(res.per_perturbation["model"]) == {*BASELINES, "knn"}
@@ -39,7 +39,7 @@ def _target_measured(adata):
 @pytest.mark.realdata
 def test_real_papalexi_sanity(papalexi):
     a = papalexi.copy()
-    res = pt.tl.cross_validate(a, BASELINES, n_splits=5, show_progress_bar=False, key_added=None)
+    res = pt.bm.cross_validate(a, BASELINES, n_splits=5, show_progress_bar=False, key_added=None)
     per = res.per_perturbation
     s = res.summary.set_index(["model", "metric"])["mean"]
     assert np.isnan(s["control_mean", "pearson_delta"])  # a constant prediction: no correlation to measure
@@ -61,7 +61,7 @@ def test_real_papalexi_sanity(papalexi):
 def test_real_glioma_crispri_sanity():
     a = pt.data.perturbench_devel("A172")
     pt.pp.deg_labels(a, modality_key="perturbation_type")
-    res = pt.tl.cross_validate(a, BASELINES, n_splits=3, show_progress_bar=False, key_added=None)
+    res = pt.bm.cross_validate(a, BASELINES, n_splits=3, show_progress_bar=False, key_added=None)
     per = res.per_perturbation
     # none of the A172 targets is among the 500 measured genes, so the CRISPR-informed mean equals the mean here
     assert _target_measured(a) == []
@@ -72,7 +72,7 @@ def test_real_glioma_crispri_sanity():
 
 @pytest.mark.realdata
 def test_real_norman_doubles_strata(norman):
-    res = pt.tl.cross_validate(norman.copy(), BASELINES, n_splits=5, show_progress_bar=False, key_added=None)
+    res = pt.bm.cross_validate(norman.copy(), BASELINES, n_splits=5, show_progress_bar=False, key_added=None)
     strata = set(res.pooled["stratum"])
     assert "all" in strata and any("/2 unseen" in s for s in strata)
     s = res.summary.set_index(["model", "metric"])["mean"]
@@ -95,7 +95,7 @@ class _Spy(pt.tl.NonControlMean):
 
 def test_cv_folds_are_disjoint_at_the_cross_validate_level(labelled_adata):
     _Spy.calls = []
-    res = pt.tl.cross_validate(labelled_adata, {"spy": _Spy}, n_splits=3, show_progress_bar=False)
+    res = pt.bm.cross_validate(labelled_adata, {"spy": _Spy}, n_splits=3, show_progress_bar=False)
     fits = [set(p) for kind, p in _Spy.calls if kind == "fit"]
     # the first prediction after each fit is the scored test fold (the second predicts the rest, only as the rank
     # metric's pool of candidate predictions)
@@ -122,7 +122,7 @@ def _rank_by_hand(true_q, own, pool):
 def test_rank_metric_variants_by_hand(labelled_adata):
     a = labelled_adata
     models = {"knn": (pt.tl.KNN, {"k": 1}), "mean": pt.tl.NonControlMean}
-    res = pt.tl.cross_validate(a, models, n_splits=3, show_progress_bar=False)
+    res = pt.bm.cross_validate(a, models, n_splits=3, show_progress_bar=False)
     per = res.per_perturbation.set_index(["model", "perturbation"])
     perts = list(a.varm["cv_knn_mean"].columns)
     mu_c = a.var["deg_control_mean"].to_numpy()
@@ -148,5 +148,5 @@ def test_rank_metric_variants_by_hand(labelled_adata):
     np.testing.assert_allclose(per.loc["mean", "rank"], 0.5)
     np.testing.assert_allclose(per.loc["mean", "rank_fold_model"], 0.5)
     assert per.loc["mean", "rank_out_of_fold"].mean() > 0.55  # the out-of-fold pool's bias
-    other = pt.tl.cross_validate(a, models, n_splits=3, rank="fold_model", show_progress_bar=False)
+    other = pt.bm.cross_validate(a, models, n_splits=3, rank="fold_model", show_progress_bar=False)
     np.testing.assert_allclose(other.per_perturbation["rank"], other.per_perturbation["rank_fold_model"])
