@@ -21,7 +21,7 @@ SRC = ROOT / "src" / "perturbtools"
 #: (name, file, original text, wrong text, tests that must fail)
 MUTATIONS = [
     ("rank metric replaced by a constant stub", "metrics/_core.py",
-     "return ((sim > mine + tol).sum(axis=1) + 0.5 * ties) / sim.shape[1]", "return np.full(sim.shape[0], 0.45)",
+     "return ((sim > mine + tol).sum(axis=1) + 0.5 * ties) / (sim.shape[1] - 1)", "return np.full(sim.shape[0], 0.45)",
      "tests/metrics/test_core.py"),
     ("kNN weights uniform instead of exp(-d)", "tl/_baselines.py",
      "w = np.exp(-(d - d.min(axis=1, keepdims=True))) if weighted else np.ones_like(d)", "w = np.ones_like(d)",
@@ -49,10 +49,10 @@ MUTATIONS = [
     ("synergy threshold changed", "tl/_gi_core.py",
      '"synergy": ("magnitude", ">", 1.15, True),', '"synergy": ("magnitude", ">", 1.25, True),',
      "tests/tl/test_gi.py"),
-    ("cross_validate also trains on the test fold", "tl/_protocols.py",
+    ("cross_validate also trains on the test fold", "bm/_cross_validation.py",
      "specs[name], adata, data, train, test, labels_key=labels_key, seed=fold_seed + fold, keep=oof[name],",
      "specs[name], adata, data, train + test, test, labels_key=labels_key, seed=fold_seed + fold, keep=oof[name],",
-     "tests/tl/test_cv.py"),
+     "tests/bm/test_cross_validation.py"),
 ]  # fmt: skip
 
 
