@@ -38,7 +38,7 @@ def main() -> None:
     scvi_s = time.perf_counter() - start
     model = pt.tl.PerturbNet(a, scvi_model=scvi_model, representation="embedding", embedding="go")
     start = time.perf_counter()
-    model.fit(perts, max_epochs=args.epochs, lr=1e-3, patience=None, accelerator=args.accelerator)
+    model.fit(perts, max_epochs=args.epochs, lr=1e-3, early_stopping_patience=None, accelerator=args.accelerator)
     flow_s = time.perf_counter() - start
     n_cells_train = int(a.obs["perturbation"].isin(perts).sum() * 0.9)
     start = time.perf_counter()

@@ -112,3 +112,27 @@ def test_empty_split_part_is_an_error_not_everything(labelled_adata):
     labelled_adata.uns["split"] = {"train": [], "val": [], "test": perts}
     with pytest.raises(ValueError, match=r"train set of the split .* is empty"):
         pt.tl.NonControlMean(labelled_adata).fit()
+
+
+def test_public_fit_signatures_are_explicit_and_share_one_vocabulary():
+    """scvi-tools style: every family documents its training arguments in its public ``fit``, with one set of names."""
+    import inspect
+
+    shared = {"max_epochs", "lr", "batch_size", "early_stopping_patience", "accelerator", "show_progress_bar"}
+    for name in ("STAMP", "GPModel", "PerturbNet"):
+        cls = getattr(pt.tl, name)
+        params = inspect.signature(cls.fit).parameters
+        assert "train_kwargs" not in params and "kwargs" not in params, name
+        assert not {"patience", "max_iter", "epochs", "n_epochs"} & set(params), name
+        assert "max_epochs" in params, name
+        for arg in set(params) & shared:  # each shared argument is documented in the public docstring
+            assert f"\n        {arg}" in cls.fit.__doc__ or f", {arg}" in cls.fit.__doc__, (name, arg)
+
+
+def test_capability_mixins():
+    assert issubclass(pt.tl.STAMP, pt.tl.FineTunable) and not issubclass(pt.tl.GPModel, pt.tl.FineTunable)
+    assert issubclass(pt.tl.PerturbNet, pt.tl.Generative) and not issubclass(pt.tl.STAMP, pt.tl.Generative)
+    a = pt.data.synthetic(n_cells=300, n_genes=30, n_perturbations=4, rng=0)
+    pt.pp.deg_labels(a)
+    with pytest.raises(TypeError, match=r"not a `pt\.tl\.FineTunable`"):
+        pt.bm.few_shot(a, a.copy(), pt.tl.NonControlMean, shots=[0], show_progress_bar=False)

@@ -10,7 +10,7 @@ import pandas as pd
 from .._utils import _as_rng, _progress
 from ..metrics._evaluate import COUNT_COLUMNS
 from ..pp._split import kfold_perturbations
-from ..tl._base import LabelledData, ModelSpec, unpack_spec
+from ..tl._base import FineTunable, LabelledData, ModelSpec, unpack_spec
 from ._cross_validation import _fit_evaluate, _front, _h5ad_safe, _setup
 
 if TYPE_CHECKING:
@@ -161,8 +161,8 @@ def few_shot(
         raise ValueError(msg)
     spec = unpack_spec(model)
     cls, init_kwargs, fit_kwargs = spec
-    if not hasattr(cls, "from_pretrained"):
-        msg = f"{cls.__name__} cannot be fine-tuned (no `from_pretrained`); use e.g. `pt.tl.STAMP`."
+    if not issubclass(cls, FineTunable):
+        msg = f"{cls.__name__} cannot be fine-tuned (not a `pt.tl.FineTunable`); use e.g. `pt.tl.STAMP`."
         raise TypeError(msg)
     finetune_kwargs = dict(fit_kwargs if finetune_kwargs is None else finetune_kwargs)
     rng = _as_rng(rng)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import EmbeddingInput, LabelledData, PerturbationModel, Predictions, read_predictions
+from ._base import (
+    EmbeddingInput,
+    FineTunable,
+    Generative,
+    LabelledData,
+    PerturbationModel,
+    Predictions,
+    read_predictions,
+)
 from ._baselines import (
     KNN,
     Additive,
@@ -89,9 +97,11 @@ __all__ = [
     "EmbeddingInput",
     "EmbeddingLogistic",
     "EmbeddingRidge",
+    "FineTunable",
     "FrequencyPrior",
     "GIClassifier",
     "GIClassifierCV",
+    "Generative",
     "KNNLabels",
     "LabelStacking",
     "LabelledData",

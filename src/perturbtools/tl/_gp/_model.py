@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -76,18 +76,43 @@ class GPModel(PerturbationModel):
             self.inputs_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
         )
 
-    def _fit(
-        self, train: list[str], *, rng: np.random.Generator, max_iter: int = 100, show_progress_bar: bool | None = None
-    ) -> None:
-        """Fit hyperparameters by L-BFGS on the summed log marginal likelihood.
+    def fit(
+        self,
+        perturbations: Sequence[str] | None = None,
+        *,
+        rng: int | np.random.Generator | None = 0,
+        max_epochs: int = 100,
+        show_progress_bar: bool | None = None,
+    ) -> Self:
+        """Fit the GP's kernel hyperparameters (shared over genes) on training perturbations by L-BFGS.
 
         Parameters
         ----------
-        max_iter
-            L-BFGS iterations.
+        perturbations
+            Training perturbations; default: the split's ``train`` set, else every labelled perturbation.
+        rng
+            Seed or :class:`numpy.random.Generator`; ``0`` by default so results reproduce.
+        max_epochs
+            L-BFGS iterations, each a pass over all training perturbations (the one name every family uses for the
+            training budget).
         show_progress_bar
             Unused (the fit is a single L-BFGS run); kept for a uniform signature.
+
+        Returns
+        -------
+        The fitted model.
         """
+        return super().fit(perturbations, rng=rng, max_epochs=max_epochs, show_progress_bar=show_progress_bar)
+
+    def _fit(
+        self,
+        train: list[str],
+        *,
+        rng: np.random.Generator,
+        max_epochs: int,
+        show_progress_bar: bool | None,
+    ) -> None:
+        """Train on ``train`` (arguments: see :meth:`fit`)."""
         import torch
 
         from ._module import fit_shared_rbf
@@ -110,7 +135,7 @@ class GPModel(PerturbationModel):
         med = float(np.median(pdist(x))) if len(x) > 1 else 1.0
         xt = torch.from_numpy(x.astype(np.float64))
         yt = torch.from_numpy(y.astype(np.float64))
-        gp, history = fit_shared_rbf(xt, yt, lengthscale=max(med, 1e-3), max_iter=max_iter)
+        gp, history = fit_shared_rbf(xt, yt, lengthscale=max(med, 1e-3), max_iter=max_epochs)
         self.gp_ = gp
         self.x_train_, self.y_train_ = xt, yt
         self.history_ = pd.DataFrame({"evaluation": range(len(history)), "neg_mll": history})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import anndata as ad
 import numpy as np
@@ -14,7 +14,7 @@ from scipy import sparse
 from ... import _scvi
 from ..._utils import _as_rng, _torch_seed
 from ...pp._embeddings import get_gene_embedding, perturbation_embedding
-from .._base import PerturbationModel, Predictions, table_from_state, table_state
+from .._base import Generative, PerturbationModel, Predictions, table_from_state, table_state
 from .._torch import resolve_device, state_from_numpy, state_to_numpy, train_loop
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class GenotypeVAE:
             return self.module_.encode(torch.from_numpy(self.vectors(gene_sets)))[0].numpy()
 
 
-class PerturbNet(PerturbationModel):
+class PerturbNet(Generative, PerturbationModel):
     """PerturbNet on scVI: a conditional invertible network from perturbation representations to scVI's latent space.
 
     Cells are represented by an ``scvi.model.SCVI`` (ZINB, 10 latent dims; trained here on ``counts_layer`` unless a
@@ -271,32 +271,36 @@ class PerturbNet(PerturbationModel):
         return self.genotype_vae_.transform([self.data_.targets(p) for p in perturbations]).astype(np.float32)
 
     # ------------------------------------------------------------------ training
-    def _fit(
+    def fit(
         self,
-        train: list[str],
+        perturbations: Sequence[str] | None = None,
         *,
-        rng: np.random.Generator,
+        rng: int | np.random.Generator | None = 0,
         scvi_epochs: int = 100,
         genotype_vae_kwargs: dict | None = None,
         max_epochs: int = 50,
         batch_size: int = 128,
         lr: float = 4.5e-6,
-        patience: int | None = 5,
+        early_stopping_patience: int | None = 5,
         val_fraction: float = 0.1,
         accelerator: str = "auto",
         show_progress_bar: bool | None = None,
-    ) -> None:
-        """Train scVI (if needed), the GenotypeVAE (if needed) and the cINN.
+    ) -> Self:
+        """Train scVI (if needed), the GenotypeVAE (if needed) and the cINN on training perturbations.
 
         Parameters
         ----------
+        perturbations
+            Training perturbations; default: the split's ``train`` set, else every labelled perturbation.
+        rng
+            Seed or :class:`numpy.random.Generator`; ``0`` by default so results reproduce.
         scvi_epochs
             Epochs of scVI when it is trained here (on all cells: scVI is unsupervised and sees no labels).
         genotype_vae_kwargs
             Arguments of :meth:`GenotypeVAE.fit` when it is trained here.
         max_epochs, batch_size, lr
             cINN training (reference: 50 epochs, batch 128, Adam lr 4.5e-6).
-        patience
+        early_stopping_patience
             Early stopping on the NLL of held-out training cells (the flow overfits fast); ``None`` disables it.
         val_fraction
             Share of training cells held out for early stopping.
@@ -304,7 +308,41 @@ class PerturbNet(PerturbationModel):
             ``"cpu"``, ``"cuda"`` or ``"auto"``.
         show_progress_bar
             Progress bars.
+
+        Returns
+        -------
+        The fitted model.
         """
+        return super().fit(
+            perturbations,
+            rng=rng,
+            scvi_epochs=scvi_epochs,
+            genotype_vae_kwargs=genotype_vae_kwargs,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            early_stopping_patience=early_stopping_patience,
+            val_fraction=val_fraction,
+            accelerator=accelerator,
+            show_progress_bar=show_progress_bar,
+        )
+
+    def _fit(
+        self,
+        train: list[str],
+        *,
+        rng: np.random.Generator,
+        scvi_epochs: int,
+        genotype_vae_kwargs: dict | None,
+        max_epochs: int,
+        batch_size: int,
+        lr: float,
+        early_stopping_patience: int | None,
+        val_fraction: float,
+        accelerator: str,
+        show_progress_bar: bool | None,
+    ) -> None:
+        """Train on ``train`` (arguments: see :meth:`fit`)."""
         import torch
 
         from ._module import ConditionalINN
@@ -329,7 +367,7 @@ class PerturbNet(PerturbationModel):
         reps = dict(zip(train, self.representations(train), strict=True))
         cond = np.stack([reps[p] for p in labels[cells]])
         order = rng.permutation(len(cells))
-        n_val = max(1, round(val_fraction * len(cells))) if patience is not None else 0
+        n_val = max(1, round(val_fraction * len(cells))) if early_stopping_patience is not None else 0
         z, c = torch.from_numpy(latent[cells][order]), torch.from_numpy(cond[order])
         with torch.random.fork_rng():
             torch.manual_seed(seed)
@@ -337,7 +375,7 @@ class PerturbNet(PerturbationModel):
                                         hidden=self.init_params_["hidden"], seed=seed)  # fmt: skip
             self.history_ = train_loop(
                 self.flow_, lambda m, zz, cc: m.nll(zz, cc), (z[n_val:], c[n_val:]), val_tensors=(z[:n_val], c[:n_val]) if n_val else None,
-                max_epochs=max_epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, device=device,
+                max_epochs=max_epochs, batch_size=batch_size, lr=lr, patience=early_stopping_patience, seed=seed, device=device,
                 show_progress_bar=show_progress_bar, desc="PerturbNet cINN",
             )  # fmt: skip
         self.sample_seed_ = seed

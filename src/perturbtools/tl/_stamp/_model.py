@@ -5,14 +5,14 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 
 from ..._utils import _progress, _torch_seed
 from ...pp._embeddings import embedding_coverage, get_gene_embedding, perturbation_embedding
-from .._base import PerturbationModel, Predictions, table_from_state, table_state
+from .._base import FineTunable, PerturbationModel, Predictions, table_from_state, table_state
 from .._torch import resolve_device, state_from_numpy, state_to_numpy
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class STAMP(PerturbationModel):
+class STAMP(FineTunable, PerturbationModel):
     """STAMP: subtask decomposition (DEG? up or down? by how much?) on frozen gene embeddings (Gao et al. 2024).
 
     Parameters
@@ -143,11 +143,11 @@ class STAMP(PerturbationModel):
         return w
 
     # ------------------------------------------------------------------ training
-    def _fit(
+    def fit(
         self,
-        train: list[str],
+        perturbations: Sequence[str] | None = None,
         *,
-        rng: np.random.Generator,
+        rng: int | np.random.Generator | None = 0,
         max_epochs: int = 100,
         batch_size: int = 64,
         lr: float = 1e-4,
@@ -158,11 +158,15 @@ class STAMP(PerturbationModel):
         warm_start: bool = False,
         accelerator: str = "auto",
         show_progress_bar: bool | None = None,
-    ) -> None:
-        """Train (see :meth:`fit`).
+    ) -> Self:
+        """Train STAMP's three subtask heads on training perturbations, selecting the heads on validation perturbations.
 
         Parameters
         ----------
+        perturbations
+            Training perturbations; default: the split's ``train`` set, else every labelled perturbation.
+        rng
+            Seed or :class:`numpy.random.Generator`; ``0`` by default so results reproduce.
         max_epochs
             Epochs.
         batch_size
@@ -182,7 +186,43 @@ class STAMP(PerturbationModel):
             ``"cpu"``, ``"cuda"`` or ``"auto"``.
         show_progress_bar
             Progress bar over epochs.
+
+        Returns
+        -------
+        The fitted model.
         """
+        return super().fit(
+            perturbations,
+            rng=rng,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            val_perturbations=val_perturbations,
+            val_fraction=val_fraction,
+            early_stopping_patience=early_stopping_patience,
+            warm_start=warm_start,
+            accelerator=accelerator,
+            show_progress_bar=show_progress_bar,
+        )
+
+    def _fit(
+        self,
+        train: list[str],
+        *,
+        rng: np.random.Generator,
+        max_epochs: int,
+        batch_size: int,
+        lr: float,
+        weight_decay: float,
+        val_perturbations: Sequence[str] | None,
+        val_fraction: float,
+        early_stopping_patience: int | None,
+        warm_start: bool,
+        accelerator: str,
+        show_progress_bar: bool | None,
+    ) -> None:
+        """Train on ``train`` (arguments: see :meth:`fit`)."""
         import torch
 
         from ._module import stamp_losses
@@ -275,12 +315,6 @@ class STAMP(PerturbationModel):
         self.module_ = module.to("cpu").eval()
         self.history_ = pd.DataFrame(history)
         self.val_perturbations_ = val
-
-    def fine_tune(
-        self, perturbations: Sequence[str], *, rng: int | np.random.Generator | None = 0, **train_kwargs: Any
-    ) -> STAMP:
-        """Continue training from the current weights on ``perturbations`` (few-shot / cross-cell-line)."""
-        return self.fit(perturbations, rng=rng, warm_start=True, **train_kwargs)
 
     @classmethod
     def from_pretrained(cls, model: STAMP, adata: AnnData, **kwargs: Any) -> STAMP:
