@@ -191,3 +191,21 @@ def test_gp_model_posterior_is_a_textbook_gp_on_centred_scaled_outputs(gp_adata)
     far = pd.DataFrame(m.inputs_.to_numpy() * 0 + 1e6, index=m.inputs_.index, columns=m.inputs_.columns)
     m.inputs_ = far  # infinitely far from every training input: the prior mean, i.e. the training mean delta
     np.testing.assert_allclose(m.predict_distribution(test[:1])[0][0], y_mean, atol=1e-9)
+
+
+def test_accelerator_argument(gp_adata):
+    a = gp_adata
+    cpu = pt.tl.GPModel(a, embedding="gene_emb").fit(accelerator="cpu").predict(inplace=False)
+    auto = pt.tl.GPModel(a, embedding="gene_emb").fit().predict(inplace=False)
+    if not torch.cuda.is_available():  # "auto" is the CPU here: the same fit
+        pd.testing.assert_frame_equal(cpu.mean, auto.mean)
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            pt.tl.GPModel(a, embedding="gene_emb").fit(accelerator="cuda")
+
+
+@pytest.mark.gpu
+def test_gp_cuda_matches_cpu(gp_adata):
+    a = gp_adata
+    cpu = pt.tl.GPModel(a, embedding="gene_emb").fit(accelerator="cpu").predict(inplace=False)
+    gpu = pt.tl.GPModel(a, embedding="gene_emb").fit(accelerator="cuda").predict(inplace=False)
+    np.testing.assert_allclose(gpu.mean.to_numpy(), cpu.mean.to_numpy(), rtol=1e-5, atol=1e-6)

@@ -13,6 +13,7 @@ from scipy import stats
 from ...pp._deg_core import fold_change
 from ...pp._embeddings import perturbation_embedding
 from .._base import PerturbationModel, Predictions, pca_inputs, table_from_state, table_state
+from .._torch import resolve_device
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -82,6 +83,7 @@ class GPModel(PerturbationModel):
         *,
         rng: int | np.random.Generator | None = 0,
         max_epochs: int = 100,
+        accelerator: str = "auto",
         show_progress_bar: bool | None = None,
     ) -> Self:
         """Fit the GP's kernel hyperparameters (shared over genes) on training perturbations by L-BFGS.
@@ -95,6 +97,8 @@ class GPModel(PerturbationModel):
         max_epochs
             L-BFGS iterations, each a pass over all training perturbations (the one name every family uses for the
             training budget).
+        accelerator
+            ``"cpu"``, ``"cuda"`` or ``"auto"``: where the hyperparameters are fitted (the fitted GP predicts on CPU).
         show_progress_bar
             Unused (the fit is a single L-BFGS run); kept for a uniform signature.
 
@@ -102,7 +106,9 @@ class GPModel(PerturbationModel):
         -------
         The fitted model.
         """
-        return super().fit(perturbations, rng=rng, max_epochs=max_epochs, show_progress_bar=show_progress_bar)
+        return super().fit(
+            perturbations, rng=rng, max_epochs=max_epochs, accelerator=accelerator, show_progress_bar=show_progress_bar
+        )
 
     def _fit(
         self,
@@ -110,6 +116,7 @@ class GPModel(PerturbationModel):
         *,
         rng: np.random.Generator,
         max_epochs: int,
+        accelerator: str,
         show_progress_bar: bool | None,
     ) -> None:
         """Train on ``train`` (arguments: see :meth:`fit`)."""
@@ -133,11 +140,12 @@ class GPModel(PerturbationModel):
         from scipy.spatial.distance import pdist
 
         med = float(np.median(pdist(x))) if len(x) > 1 else 1.0
-        xt = torch.from_numpy(x.astype(np.float64))
-        yt = torch.from_numpy(y.astype(np.float64))
+        device = resolve_device(accelerator)
+        xt = torch.from_numpy(x.astype(np.float64)).to(device)
+        yt = torch.from_numpy(y.astype(np.float64)).to(device)
         gp, history = fit_shared_rbf(xt, yt, lengthscale=max(med, 1e-3), max_iter=max_epochs)
-        self.gp_ = gp
-        self.x_train_, self.y_train_ = xt, yt
+        self.gp_ = gp.to("cpu")
+        self.x_train_, self.y_train_ = xt.cpu(), yt.cpu()
         self.history_ = pd.DataFrame({"evaluation": range(len(history)), "neg_mll": history})
         logger.info("GP hyperparameters: %s", gp.hyperparameters)
 
