@@ -8,16 +8,16 @@ import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
-import pandas as pd
 
-from ..._utils import _progress, _torch_seed
+from ..._utils import _torch_seed
 from ...pp._embeddings import embedding_coverage, get_gene_embedding, perturbation_embedding
 from .._base import FineTunable, PerturbationModel, Predictions, table_from_state, table_state
-from .._torch import resolve_device, state_from_numpy, state_to_numpy
+from .._torch import ModelSelection, fit_loop, resolve_device, state_from_numpy, state_to_numpy
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    import pandas as pd
     from anndata import AnnData
 
 logger = logging.getLogger(__name__)
@@ -263,57 +263,28 @@ class STAMP(FineTunable, PerturbationModel):
             if float(y_tr[0].sum()) == 0:  # the base class has warned if the whole training set has none
                 logger.info("STAMP: the %d training perturbations have no DEG; no step is taken.", len(train))
             optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
-            gen = torch.Generator().manual_seed(seed)
-            best = {"l1": np.inf, "l3": np.inf}
-            best_state = {"head1": copy.deepcopy(module.state_dict()), "rest": copy.deepcopy(module.state_dict())}
-            history, stale = [], 0
-            for epoch in _progress(range(max_epochs), show_progress_bar=show_progress_bar, desc="STAMP"):
-                module.train()
-                order = torch.randperm(len(train), generator=gen).to(device)
-                sums, steps = {"l1": 0.0, "l2": 0.0, "l3": 0.0}, 0
-                for start in range(0, len(train), batch_size):
-                    b = order[start : start + batch_size]
-                    is_de = y_tr[0][b]
-                    if is_de.sum() == 0:  # the reference skips batches without any DEG
-                        continue
-                    # heads 2 and 3 only at the batch's DEGs: the only entries their losses count
-                    out = module(x_tr[b], entries=is_de.nonzero(as_tuple=True))
-                    losses = stamp_losses(out, is_de, y_tr[1][b], y_tr[2][b], weights=weights)
-                    optimizer.zero_grad()
-                    losses["total"].backward()
-                    optimizer.step()
-                    for k in sums:
-                        sums[k] += losses[k].item()
-                    steps += 1
-                row = {"epoch": epoch, **{f"train_{k}": v / max(steps, 1) for k, v in sums.items()}}
-                if val:
-                    module.eval()
-                    with torch.no_grad():
-                        vl = stamp_losses(module(x_va, entries=va_entries), *y_va, weights=weights)
-                    row |= {f"val_{k}": float(vl[k]) for k in ("l1", "l2", "l3")}
-                    improved = False
-                    if row["val_l1"] < best["l1"]:
-                        best["l1"], best_state["head1"], improved = (
-                            row["val_l1"],
-                            copy.deepcopy(module.state_dict()),
-                            True,
-                        )
-                    if select_rest and row[f"val_{select_rest_by}"] < best["l3"]:
-                        best["l3"], best_state["rest"], improved = (
-                            row[f"val_{select_rest_by}"],
-                            copy.deepcopy(module.state_dict()),
-                            True,
-                        )
-                    stale = 0 if improved else stale + 1
-                history.append(row)
-                if early_stopping_patience is not None and stale >= early_stopping_patience:
-                    break
-            if val:  # head 1 from the epoch of lowest val L1, heads 2-3 from the epoch of lowest val L3
-                merged = dict(best_state["rest"] if select_rest else module.state_dict())
-                merged.update({k: v for k, v in best_state["head1"].items() if k.startswith("head1.")})
-                module.load_state_dict(merged)
-        self.module_ = module.to("cpu").eval()
-        self.history_ = pd.DataFrame(history)
+
+            def batch_loss(m, idx):
+                b = idx.to(device)
+                is_de = y_tr[0][b]
+                if is_de.sum() == 0:  # the reference skips batches without any DEG
+                    return None
+                # heads 2 and 3 only at the batch's DEGs: the only entries their losses count
+                out = m(x_tr[b], entries=is_de.nonzero(as_tuple=True))
+                return stamp_losses(out, is_de, y_tr[1][b], y_tr[2][b], weights=weights)
+
+            def val_loss(m):
+                vl = stamp_losses(m(x_va, entries=va_entries), *y_va, weights=weights)
+                return {k: vl[k] for k in ("l1", "l2", "l3")}
+
+            history = fit_loop(
+                module, batch_loss, len(train), optimizer=optimizer, val_loss=val_loss if val else None,
+                selection=_HeadSelection(module, f"val_{select_rest_by}" if select_rest else None) if val else None,
+                max_epochs=max_epochs, batch_size=batch_size, patience=early_stopping_patience, seed=seed,
+                device=device, show_progress_bar=show_progress_bar, desc="STAMP", log_names=("l1", "l2", "l3"),
+            )  # fmt: skip
+        self.module_ = module
+        self.history_ = history
         self.val_perturbations_ = val
 
     @classmethod
@@ -362,3 +333,29 @@ class STAMP(FineTunable, PerturbationModel):
         module_state = {k.split("/", 1)[1]: v for k, v in state.items() if k.startswith("module/")}
         self.module_.load_state_dict(state_from_numpy(module_state))
         self.module_.eval()
+
+
+class _HeadSelection(ModelSelection):
+    """STAMP's two checkpoints, a :class:`ModelSelection` for :func:`fit_loop`.
+
+    Head 1 comes from the epoch of lowest validation L1, the rest (shared layers, heads 2-3) from the epoch of lowest
+    ``rest_key`` (validation L3, or L2 / L1 when those heads are off); with ``rest_key`` ``None`` (validation
+    without DEGs) the rest is the last epoch's.
+    """
+
+    def __init__(self, module, rest_key: str | None) -> None:
+
+        super().__init__(module, "val_l1")
+        self.rest_key, self.best_rest, self.rest = rest_key, np.inf, copy.deepcopy(module.state_dict())
+
+    def update(self, row: dict, module) -> bool:
+
+        improved = super().update(row, module)
+        if self.rest_key is not None and row[self.rest_key] < self.best_rest:
+            self.best_rest, self.rest, improved = row[self.rest_key], copy.deepcopy(module.state_dict()), True
+        return improved
+
+    def restore(self, module) -> None:
+        merged = dict(self.rest if self.rest_key is not None else module.state_dict())
+        merged.update({k: v for k, v in self.state.items() if k.startswith("head1.")})
+        module.load_state_dict(merged)
