@@ -71,6 +71,24 @@ def test_conformal_intervals_in_anndata_and_coverage_by_hand(many_perts):
     assert cov.loc[0.9, "mean_width"] == pytest.approx(np.mean(hi - lo), rel=1e-5)
     assert cov.loc[0.9, "coverage_ci_low"] <= cov.loc[0.9, "coverage"] <= cov.loc[0.9, "coverage_ci_high"] <= 1
     assert (cov["coverage"].diff().dropna() >= 0).all() and cov.loc[0.9, "coverage"] > 0.7
+    # a gene never expressed anywhere is predicted exactly and covered at every level: left out by default
+    b = a.copy()
+    dead = b.var_names[:5]
+    for key in ("deg_mean", "noncontrol_mean_mean", "noncontrol_mean_lower50", "noncontrol_mean_upper50"):
+        frame = b.varm[key].copy()
+        frame.loc[dead] = 0.0
+        b.varm[key] = frame
+    b.var.loc[dead, "deg_control_mean"] = 0.0
+    keep = ~b.var_names.isin(dead)
+    yb = b.varm["deg_mean"][test].to_numpy()
+    lo50, hi50 = (b.varm[f"noncontrol_mean_{bound}50"][test].to_numpy() for bound in ("lower", "upper"))
+    inside = (yb >= lo50) & (yb <= hi50)
+    cov_b = pt.metrics.interval_coverage(b, "noncontrol_mean", n_boot=50)
+    assert cov_b.loc[0.5, "n_genes_excluded"] == 5
+    assert cov_b.loc[0.5, "coverage"] == pytest.approx(inside[keep].mean())
+    all_genes = pt.metrics.interval_coverage(b, "noncontrol_mean", expressed_only=False, n_boot=50)
+    assert all_genes.loc[0.5, "coverage"] == pytest.approx(inside.mean())
+    assert all_genes.loc[0.5, "coverage"] > cov_b.loc[0.5, "coverage"]  # the dead genes are always "covered"
     with pytest.raises(ValueError, match="overlap"):
         pt.tl.conformal_intervals(a, pt.tl.NonControlMean, train=train, test=train[:2])
     pt.tl.NonControlMean(a).fit(train).predict(test)  # a plain predict under the same key drops stale intervals

@@ -519,6 +519,7 @@ def interval_coverage(
     *,
     labels_key: str = "deg",
     perturbations: Sequence[str] | None = None,
+    expressed_only: bool = True,
     n_boot: int = 2000,
     rng: int = 0,
 ) -> pd.DataFrame:
@@ -528,18 +529,24 @@ def interval_coverage(
     percentile-bootstrap interval over perturbations (the exchangeable units), the mean and median width of the
     finite intervals and the number of infinite ones.
 
+    ``expressed_only`` (default) scores only genes expressed somewhere in the labelled data (:func:`expressed_genes`):
+    a gene with mean 0 in the controls and every perturbation is predicted exactly by any model, so its entries are
+    covered by a zero-width interval at every level and would inflate coverage (half the genes of the K562 subset
+    are never expressed in K562). The number left out is in ``n_genes_excluded``.
+
     Returns
     -------
     DataFrame indexed by level: ``coverage, coverage_ci_low, coverage_ci_high, mean_width, median_width, n_infinite,
-    n_entries, n_perturbations``.
+    n_entries, n_perturbations, n_genes_excluded``.
     """
     data = LabelledData.from_adata(adata, labels_key)
     intervals = read_intervals(adata, key)
+    genes = expressed_genes(data) if expressed_only else np.ones(len(data.var_names), dtype=bool)
     rows = {}
     for level, (lower, upper) in intervals.items():
         perts = [p for p in (perturbations or lower.columns) if p in set(data.perturbations)]
-        y = data.mean[data.index(perts)]
-        lo, hi = (frame[perts].to_numpy(np.float64).T for frame in (lower, upper))
+        y = data.mean[data.index(perts)][:, genes]
+        lo, hi = (frame[perts].to_numpy(np.float64).T[:, genes] for frame in (lower, upper))
         inside = (y >= lo) & (y <= hi)
         width = hi - lo
         finite = np.isfinite(width)
@@ -549,8 +556,14 @@ def interval_coverage(
             "mean_width": float(width[finite].mean()) if finite.any() else np.inf,
             "median_width": float(np.median(width[finite])) if finite.any() else np.inf,
             "n_infinite": int((~finite).sum()), "n_entries": int(inside.size), "n_perturbations": n,
+            "n_genes_excluded": int((~genes).sum()),
         }  # fmt: skip
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("level")
+
+
+def expressed_genes(data: LabelledData) -> np.ndarray:
+    """Genes with a non-zero mean in the controls or in any labelled perturbation (boolean mask over genes)."""
+    return (data.control_mean != 0) | (data.mean != 0).any(axis=0)
 
 
 def probability_calibration(
