@@ -38,7 +38,7 @@ SECTIONS = [
     (
         "conformal_coverage.csv",
         "Conformal prediction intervals on held-out perturbations",
-        "`python benchmarks/bench_conformal.py` — CV+ (5 inner folds on the training perturbations) nested in 5-fold CV over perturbations; coverage pooled over held-out (perturbation, gene) entries; goal |coverage - nominal| <= 0.03.",
+        "`python benchmarks/bench_conformal.py` — CV+ (5 inner folds on the training perturbations) nested in 5-fold CV over perturbations; coverage pooled over held-out (perturbation, gene) entries of the genes expressed in the dataset (`n_genes_excluded` never-expressed genes left out); goal |coverage - nominal| <= 0.03.",
     ),
 ]
 
