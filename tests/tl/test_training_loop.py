@@ -52,3 +52,17 @@ def test_a_custom_selection_hook_decides_what_is_kept():
 
     m, _ = _run([0.0, 0.75, 0.0, 0.0], selection=Last(_Scalar()))
     assert m.w.item() == pytest.approx(0.9375)  # the last epoch's weights
+
+
+def test_torch_seeded_is_reproducible_and_restores_the_callers_state():
+    from perturbtools.tl._torch import torch_seeded
+
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    with torch_seeded(7, "cpu"):
+        a = torch.rand(3)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's stream is untouched
+    with torch_seeded(7):
+        b = torch.rand(3)
+    torch.manual_seed(7)
+    assert torch.equal(a, b) and torch.equal(a, torch.rand(3))  # the same as seeding torch by hand

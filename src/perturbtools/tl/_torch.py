@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 
@@ -15,6 +17,21 @@ def resolve_device(accelerator: str = "auto"):
         msg = f"`accelerator={accelerator!r}` but CUDA is not available; use 'cpu' or 'auto'."
         raise RuntimeError(msg)
     return torch.device("cuda" if accelerator in ("gpu", "cuda") else accelerator)
+
+
+@contextmanager
+def torch_seeded(seed: int, device=None):
+    """Run the block with torch's global generator seeded by ``seed``; the caller's RNG state is restored after.
+
+    The one place the torch families seed torch (``torch.random.fork_rng`` + ``torch.manual_seed``). ``device``: the
+    training device (only its generator is forked, besides the CPU's); ``None`` forks every visible device.
+    """
+    import torch
+
+    kwargs = {} if device is None else {"devices": [] if torch.device(device).type == "cpu" else [device]}
+    with torch.random.fork_rng(**kwargs):
+        torch.manual_seed(seed)
+        yield
 
 
 def state_to_numpy(state: dict) -> dict[str, np.ndarray]:

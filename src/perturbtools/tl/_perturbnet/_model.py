@@ -15,7 +15,7 @@ from ... import _scvi
 from ..._utils import _as_rng, _torch_seed
 from ...pp._embeddings import get_gene_embedding, perturbation_embedding
 from .._base import Generative, PerturbationModel, Predictions, table_from_state, table_state
-from .._torch import resolve_device, state_from_numpy, state_to_numpy, train_loop
+from .._torch import resolve_device, state_from_numpy, state_to_numpy, torch_seeded, train_loop
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -105,8 +105,7 @@ class GenotypeVAE:
         order = torch.from_numpy(rng.permutation(len(X)))
         n_val = max(1, len(X) // 10)
         seed = _torch_seed(rng)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
+        with torch_seeded(seed):
             self.history_ = train_loop(
                 self.module_, lambda m, x: m(x)["loss"], (X[order[n_val:]],), val_tensors=(X[order[:n_val]],),
                 max_epochs=max_epochs, batch_size=batch_size, lr=lr, patience=5, seed=seed, show_progress_bar=show_progress_bar, desc="GenotypeVAE",
@@ -369,8 +368,7 @@ class PerturbNet(Generative, PerturbationModel):
         order = rng.permutation(len(cells))
         n_val = max(1, round(val_fraction * len(cells))) if early_stopping_patience is not None else 0
         z, c = torch.from_numpy(latent[cells][order]), torch.from_numpy(cond[order])
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
+        with torch_seeded(seed):
             self.flow_ = ConditionalINN(z.shape[1], c.shape[1], n_blocks=self.init_params_["n_blocks"], cond_dim=self.init_params_["cond_dim"],
                                         hidden=self.init_params_["hidden"], seed=seed)  # fmt: skip
             self.history_ = train_loop(
@@ -491,8 +489,7 @@ class PerturbNet(Generative, PerturbationModel):
         seed = _torch_seed(rng)
         z = torch.from_numpy(self._latents(give_mean=True))
         y = torch.from_numpy(np.array([classes.index(s) for s in states]))
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
+        with torch_seeded(seed):
             clf = StateClassifier(z.shape[1], len(classes))
             train_loop(
                 clf,

@@ -12,7 +12,7 @@ import numpy as np
 from ..._utils import _torch_seed
 from ...pp._embeddings import embedding_coverage, get_gene_embedding, perturbation_embedding
 from .._base import FineTunable, PerturbationModel, Predictions, table_from_state, table_state
-from .._torch import ModelSelection, fit_loop, resolve_device, state_from_numpy, state_to_numpy
+from .._torch import ModelSelection, fit_loop, resolve_device, state_from_numpy, state_to_numpy, torch_seeded
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -239,8 +239,7 @@ class STAMP(FineTunable, PerturbationModel):
         self.train_perturbations_ = train  # what the weights were fitted on (validation perturbations excluded)
         device = resolve_device(accelerator)
         seed = _torch_seed(rng)
-        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
-            torch.manual_seed(seed)
+        with torch_seeded(seed, device):
             if not warm_start or self.module_ is None:
                 self._build()
             module = self.module_.to(device)
