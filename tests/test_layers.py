@@ -12,17 +12,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_no_import_runs_up_a_floor(tmp_path):
+def _lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The project's import-linter contract (``pyproject.toml``) checked on the package importable from ``cwd``."""
     exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
     if not Path(exe).exists():
         pytest.fail("`lint-imports` not found: install the test extra (`pip install -e '.[test]'`).")
-    out = subprocess.run(
-        [exe, "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    env = None if env is None else {**env, "PATH": str(Path(exe).parent)}
+    cmd = [exe, "--config", str(ROOT / "pyproject.toml"), "--no-cache"]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, env=env)
+
+
+def test_no_import_runs_up_a_floor():
+    out = _lint_imports(ROOT)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "1 kept, 0 broken" in out.stdout
 
@@ -36,14 +37,6 @@ def test_the_contract_would_catch_an_upward_import(tmp_path):
     shutil.copytree(ROOT / "src" / "perturbtools", pkg, ignore=shutil.ignore_patterns("__pycache__"))
     with (pkg / "_keys.py").open("a") as fh:
         fh.write("\nfrom .tl import _baselines  # noqa\n")
-    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
-    out = subprocess.run(
-        [exe, "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"PYTHONPATH": str(src), "PATH": str(Path(exe).parent)},
-    )
+    out = _lint_imports(tmp_path, env={"PYTHONPATH": str(src)})
     assert out.returncode != 0
     assert "perturbtools._keys is not allowed to import perturbtools.tl" in out.stdout

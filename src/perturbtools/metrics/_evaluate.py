@@ -192,6 +192,7 @@ def _de_overlap_rowwise(y_de, true_direction, true_abs_t, true_fc, s: Scores) ->
 
 def _pooled(y_de, y_up, true_fc, s: Scores, mask) -> dict[str, float]:
     d = mask & y_de
+    n_de, _, n_up, n_down = _class_counts(y_de, y_up, mask)
     out = {
         "roc_auc_de": roc_auc(y_de[mask], s.de_score[mask]),
         "pr_auc_de": pr_auc(y_de[mask], s.de_score[mask]),
@@ -200,9 +201,9 @@ def _pooled(y_de, y_up, true_fc, s: Scores, mask) -> dict[str, float]:
         "pearson_fc": rowwise_pearson(s.fc[d][None], true_fc[d][None])[0] if d.sum() >= 2 else np.nan,
         "mse_fc": float(np.mean((true_fc[d] - s.fc[d]) ** 2)) if d.any() else np.nan,
         "n_entries": int(mask.sum()),
-        "n_de": int(d.sum()),
-        "n_up": int((d & y_up).sum()),
-        "n_down": int((d & ~y_up).sum()),
+        "n_de": int(n_de),
+        "n_up": int(n_up),
+        "n_down": int(n_down),
     }
     return out
 
@@ -279,10 +280,10 @@ def evaluate_predictions(
             per[name + suffix] = values
     for name, values in _de_overlap_rowwise(y_de, data.direction[idx], np.abs(data.scores[idx]), true_fc, s).items():
         per[name] = values
-    for suffix, mask in (("", full), ("_top40", top40)):
-        _enforce_minimums(per, *_class_counts(y_de, y_up, mask, axis=1), min_positives, suffix)
-    per["n_de"] = y_de.sum(axis=1)
-    per["n_up"], per["n_down"] = (y_de & y_up).sum(axis=1), (y_de & ~y_up).sum(axis=1)
+    counts = {suffix: _class_counts(y_de, y_up, mask, axis=1) for suffix, mask in (("", full), ("_top40", top40))}
+    for suffix, (n_de, n_non_de, n_up, n_down) in counts.items():
+        _enforce_minimums(per, n_de, n_non_de, n_up, n_down, min_positives, suffix)
+    per["n_de"], _, per["n_up"], per["n_down"] = counts[""]
     strata = unseen_labels(perts, train, control=data.control, delimiter=data.delimiter) if train is not None else None
     per["unseen"] = strata.astype(str).to_numpy() if strata is not None else "n/a"
 

@@ -235,6 +235,7 @@ def deg_labels(
     for key, values in frames.items():
         adata.varm[key] = pd.DataFrame(values.T, index=adata.var_names, columns=perts)
     adata.var[keys.control_mean] = mean_all_c.astype(np.float32)
+    n_de = is_de.sum(axis=1).astype(int)
     adata.uns[key_added] = {
         "params": {
             "perturbation_key": perturbation_key,
@@ -251,12 +252,12 @@ def deg_labels(
         "perturbations": perts,
         "targets": [delimiter.join(parse_perturbation(p, control=control, delimiter=delimiter)) for p in perts],
         "n_cells": n_p.astype(int),
-        "n_de": is_de.sum(axis=1).astype(int),
+        "n_de": n_de,
         "n_control_cells": int(moments.n[ctrl]),
         **({} if n_matched is None else {"n_control_cells_matched": n_matched}),
         "modality": modalities,
     }
-    _warn_few_degs(is_de.sum(axis=1), n_p, pval_cutoff, key_added)
+    _warn_few_degs(n_de, n_p, pval_cutoff, key_added)
     logger.info("added `.varm[%r]` ... `.varm[%r]` and `.uns[%r]`", keys.mean, keys.large_effect, key_added)
     return adata if copy else None
 

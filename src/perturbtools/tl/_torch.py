@@ -180,7 +180,6 @@ def train_loop(
     import torch
 
     device = device or torch.device("cpu")
-    module.to(device)
     opt = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer](module.parameters(), lr=lr)
 
     def batch_loss(m, idx):
