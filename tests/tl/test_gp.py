@@ -176,7 +176,7 @@ def test_gp_model_posterior_is_a_textbook_gp_on_centred_scaled_outputs(gp_adata)
     np.testing.assert_allclose(m.y_mean_, y_mean)
     y = (delta - y_mean) / m.y_scale_
     hp = m.gp_.hyperparameters
-    x, xs = m._x(train), m._x(test)
+    x, xs = m._embed(train), m._embed(test)
 
     def k(a, b):
         d2 = ((a[:, None] - b[None]) ** 2).sum(-1)
@@ -188,8 +188,8 @@ def test_gp_model_posterior_is_a_textbook_gp_on_centred_scaled_outputs(gp_adata)
     got_mean, got_var = m.predict_distribution(test)
     np.testing.assert_allclose(got_mean, mean, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(got_var, var, rtol=1e-6, atol=1e-12)
-    far = pd.DataFrame(m.inputs_.to_numpy() * 0 + 1e6, index=m.inputs_.index, columns=m.inputs_.columns)
-    m.inputs_ = far  # infinitely far from every training input: the prior mean, i.e. the training mean delta
+    far = pd.DataFrame(m.embedding_.to_numpy() * 0 + 1e6, index=m.embedding_.index, columns=m.embedding_.columns)
+    m.embedding_ = far  # infinitely far from every training input: the prior mean, i.e. the training mean delta
     np.testing.assert_allclose(m.predict_distribution(test[:1])[0][0], y_mean, atol=1e-9)
 
 

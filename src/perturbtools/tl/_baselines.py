@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from ..pp._embeddings import get_gene_embedding, perturbation_embedding
-from ._base import EmbeddingInput, PerturbationModel, Predictions, pca_inputs, table_from_state, table_state
+from ._base import EmbeddingInput, PerturbationModel, Predictions, table_from_state, table_state
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -233,8 +232,7 @@ class KNN(EmbeddingInput, _MeanModel):
         weighted: bool = True,
         **kwargs: Any,
     ) -> None:
-        key = embedding if isinstance(embedding, str) else None
-        super().__init__(adata, embedding=key, k=k, weighted=weighted, **kwargs)
+        super().__init__(adata, embedding=self._embedding_param(embedding), k=k, weighted=weighted, **kwargs)
         self._set_embedding(embedding)
 
     def _fit(self, train, *, rng, **kwargs):
@@ -259,7 +257,7 @@ class KNN(EmbeddingInput, _MeanModel):
         self.embedding_ = table_from_state(state, "embedding")
 
 
-class Linear(_MeanModel):
+class Linear(EmbeddingInput, _MeanModel):
     """Linear model of Ahlmann-Eltze et al. (2024), as used in PerturbNet's comparison.
 
     With ``Y`` the genes x training-singles pseudobulk and ``b`` its row means, ``G`` the top-``n_components``
@@ -295,9 +293,10 @@ class Linear(_MeanModel):
         embedding: str | pd.DataFrame | None = None,
         **kwargs: Any,
     ) -> None:
-        key = embedding if isinstance(embedding, str) else None
-        super().__init__(adata, n_components=n_components, ridge=ridge, embedding=key, **kwargs)
-        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
+        super().__init__(
+            adata, n_components=n_components, ridge=ridge, embedding=self._embedding_param(embedding), **kwargs
+        )
+        self._set_embedding(embedding)
         self.n_fallback_ = 0
 
     def _gene_rows(self) -> pd.DataFrame:
@@ -349,7 +348,7 @@ class Linear(_MeanModel):
         self.embedding_ = table_from_state(state, "embedding")
 
 
-class EmbeddingRidge(_MeanModel):
+class EmbeddingRidge(EmbeddingInput, _MeanModel):
     """Ridge regression from the PCA inputs of a gene embedding to expression changes (Märtens et al.'s comparator).
 
     Inputs are the top ``n_components`` principal components of the embedding (as for :class:`~perturbtools.tl.GPModel`),
@@ -375,17 +374,12 @@ class EmbeddingRidge(_MeanModel):
         self, adata: AnnData, *, embedding: Any = "gene_emb", n_components: int = 50, alpha: float = 1.0, **kwargs: Any
     ) -> None:
 
-        keys, inputs = pca_inputs(adata, embedding, n_components)
+        keys = self._embedding_param(list(embedding) if isinstance(embedding, list | tuple) else [embedding])
         super().__init__(adata, embedding=keys, n_components=n_components, alpha=alpha, **kwargs)
-        self.inputs_ = inputs
-
-    def _x(self, perturbations):
-        return perturbation_embedding(
-            self.inputs_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
-        )
+        self._set_pca_embedding(embedding, n_components)
 
     def _fit(self, train, *, rng, **kwargs):
-        x = self._x(train)
+        x = self._embed(train)
         delta = self.data_.delta[self.data_.index(train)]
         self.x_mean_, self.y_mean_ = x.mean(axis=0), delta.mean(axis=0)
         xc = x - self.x_mean_
@@ -394,16 +388,16 @@ class EmbeddingRidge(_MeanModel):
         )
 
     def _predict_mean(self, perturbations):
-        return self.data_.control_mean + self.y_mean_ + (self._x(perturbations) - self.x_mean_) @ self.coef_
+        return self.data_.control_mean + self.y_mean_ + (self._embed(perturbations) - self.x_mean_) @ self.coef_
 
     def _get_state(self):
         return {
             "coef": self.coef_,
             "x_mean": self.x_mean_,
             "y_mean": self.y_mean_,
-            **table_state("inputs", self.inputs_),
+            **table_state("inputs", self.embedding_),
         }
 
     def _set_state(self, state):
         self.coef_, self.x_mean_, self.y_mean_ = state["coef"], state["x_mean"], state["y_mean"]
-        self.inputs_ = table_from_state(state, "inputs")
+        self.embedding_ = table_from_state(state, "inputs")

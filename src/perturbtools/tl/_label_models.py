@@ -338,8 +338,7 @@ class KNNLabels(EmbeddingInput, PerturbationModel):
         prior_weight: float = 0.1,
         **kwargs: Any,
     ) -> None:
-        key = embedding if isinstance(embedding, str) else None
-        super().__init__(adata, embedding=key, k=k, prior_weight=prior_weight, **kwargs)
+        super().__init__(adata, embedding=self._embedding_param(embedding), k=k, prior_weight=prior_weight, **kwargs)
         self._set_embedding(embedding)
 
     def _fit(self, train, *, rng, **kwargs):
@@ -399,8 +398,14 @@ class EmbeddingLogistic(EmbeddingInput, PerturbationModel):
         max_iter: int = 100,
         **kwargs: Any,
     ) -> None:
-        key = embedding if isinstance(embedding, str) else None
-        super().__init__(adata, embedding=key, C=C, n_components=n_components, max_iter=max_iter, **kwargs)
+        super().__init__(
+            adata,
+            embedding=self._embedding_param(embedding),
+            C=C,
+            n_components=n_components,
+            max_iter=max_iter,
+            **kwargs,
+        )
         self._set_embedding(embedding)
 
     def _design(self, perturbations) -> np.ndarray:

@@ -11,8 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from ...pp._deg_core import fold_change
-from ...pp._embeddings import perturbation_embedding
-from .._base import PerturbationModel, Predictions, pca_inputs, table_from_state, table_state
+from .._base import EmbeddingInput, PerturbationModel, Predictions, table_from_state, table_state
 from .._torch import resolve_device
 
 if TYPE_CHECKING:
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class GPModel(PerturbationModel):
+class GPModel(EmbeddingInput, PerturbationModel):
     """Exact multi-output GP from perturbation embeddings to expression changes, with calibrated uncertainty.
 
     Inputs are the top ``n_components`` principal components of a gene embedding (or of several concatenated;
@@ -68,14 +67,9 @@ class GPModel(PerturbationModel):
         standardize: bool = True,
         **kwargs: Any,
     ) -> None:
-        keys, inputs = pca_inputs(adata, embedding, n_components)
+        keys = self._embedding_param(list(embedding) if isinstance(embedding, list | tuple) else [embedding])
         super().__init__(adata, embedding=keys, n_components=n_components, standardize=standardize, **kwargs)
-        self.inputs_ = inputs
-
-    def _x(self, perturbations: Sequence[str]) -> np.ndarray:
-        return perturbation_embedding(
-            self.inputs_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
-        )
+        self._set_pca_embedding(embedding, n_components)
 
     def fit(
         self,
@@ -125,7 +119,7 @@ class GPModel(PerturbationModel):
         from ._module import fit_shared_rbf
 
         idx = self.data_.index(train)
-        x = self._x(train)
+        x = self._embed(train)
         delta = self.data_.delta[idx]
         self._fit_de_threshold(idx)
         self.y_mean_ = delta.mean(axis=0)
@@ -172,7 +166,7 @@ class GPModel(PerturbationModel):
         """
         import torch
 
-        x_new = torch.from_numpy(self._x(perturbations).astype(np.float64))
+        x_new = torch.from_numpy(self._embed(perturbations).astype(np.float64))
         with torch.no_grad():
             mean, var = self.gp_.posterior(self.x_train_, self.y_train_, x_new, full_cov=full_cov)
         mean = mean.numpy() * self.y_scale_ + self.y_mean_
@@ -207,7 +201,7 @@ class GPModel(PerturbationModel):
     def _get_state(self) -> dict[str, np.ndarray]:
         hp = self.gp_.hyperparameters
         return {
-            **table_state("inputs", self.inputs_),
+            **table_state("inputs", self.embedding_),
             "x_train": self.x_train_.numpy(), "y_train": self.y_train_.numpy(), "y_mean": self.y_mean_, "y_scale": self.y_scale_,
             "hyper": np.array([hp["lengthscale"], hp["variance"], hp["noise"], self.gp_.jitter]), "gene_se": self.gene_se_, "t_crit": np.array(self.t_crit_),
         }  # fmt: skip
@@ -217,7 +211,7 @@ class GPModel(PerturbationModel):
 
         from ._module import SharedRBFGP
 
-        self.inputs_ = table_from_state(state, "inputs")
+        self.embedding_ = table_from_state(state, "inputs")
         ls, var, noise, jitter = (float(v) for v in state["hyper"])
         self.gp_ = SharedRBFGP(lengthscale=ls, variance=var, noise=noise, jitter=jitter)
         self.x_train_, self.y_train_ = torch.from_numpy(state["x_train"]), torch.from_numpy(state["y_train"])

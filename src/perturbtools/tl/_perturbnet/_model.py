@@ -13,8 +13,7 @@ from scipy import sparse
 
 from ... import _scvi
 from ..._utils import _as_rng, _torch_seed
-from ...pp._embeddings import get_gene_embedding, perturbation_embedding
-from .._base import Generative, PerturbationModel, Predictions, table_from_state, table_state
+from .._base import EmbeddingInput, Generative, PerturbationModel, Predictions, table_from_state, table_state
 from .._torch import resolve_device, state_from_numpy, state_to_numpy, torch_seeded, train_loop
 
 if TYPE_CHECKING:
@@ -121,7 +120,7 @@ class GenotypeVAE:
             return self.module_.encode(torch.from_numpy(self.vectors(gene_sets)))[0].numpy()
 
 
-class PerturbNet(Generative, PerturbationModel):
+class PerturbNet(EmbeddingInput, Generative, PerturbationModel):
     """PerturbNet on scVI: a conditional invertible network from perturbation representations to scVI's latent space.
 
     Cells are represented by an ``scvi.model.SCVI`` (ZINB, 10 latent dims; trained here on ``counts_layer`` unless a
@@ -218,15 +217,14 @@ class PerturbNet(Generative, PerturbationModel):
         ):
             msg = f"`adata.layers[{counts_layer!r}]` not found; put raw counts there, or pass `pseudo_counts=True` for log data."
             raise KeyError(msg)
-        key = embedding if isinstance(embedding, str) else None
-        super().__init__(adata, representation=representation, embedding=key, counts_layer=counts_layer, pseudo_counts=pseudo_counts,
+        super().__init__(adata, representation=representation, embedding=self._embedding_param(embedding), counts_layer=counts_layer, pseudo_counts=pseudo_counts,
                          n_blocks=n_blocks, cond_dim=cond_dim, hidden=hidden, n_latent=n_latent, latent_key=latent_key,
                          n_neighbors=n_neighbors, **kwargs)  # fmt: skip
         self.perturbation_key_ = str(self.adata.uns[self.data_keys_["labels_key"]]["params"]["perturbation_key"])
         self.scvi_model_ = scvi_model
         self.encoder_ = encoder
         self.genotype_vae_ = genotype_vae
-        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
+        self._set_embedding(embedding)
 
     # ------------------------------------------------------------------ representations
     def _cells(self) -> AnnData:
@@ -264,9 +262,7 @@ class PerturbNet(Generative, PerturbationModel):
                 raise ValueError(msg)
             return out
         if self.init_params_["representation"] == "embedding":
-            return perturbation_embedding(
-                self.embedding_, perturbations, control=self.data_.control, delimiter=self.data_.delimiter
-            ).astype(np.float32)
+            return self._embed(perturbations).astype(np.float32)
         return self.genotype_vae_.transform([self.data_.targets(p) for p in perturbations]).astype(np.float32)
 
     # ------------------------------------------------------------------ training

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 
 from ..._utils import _torch_seed
-from ...pp._embeddings import embedding_coverage, get_gene_embedding, perturbation_embedding
-from .._base import FineTunable, PerturbationModel, Predictions, table_from_state, table_state
+from ...pp._embeddings import embedding_coverage
+from .._base import EmbeddingInput, FineTunable, PerturbationModel, Predictions, table_from_state, table_state
 from .._torch import ModelSelection, fit_loop, resolve_device, state_from_numpy, state_to_numpy, torch_seeded
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class STAMP(FineTunable, PerturbationModel):
+class STAMP(EmbeddingInput, FineTunable, PerturbationModel):
     """STAMP: subtask decomposition (DEG? up or down? by how much?) on frozen gene embeddings (Gao et al. 2024).
 
     Parameters
@@ -78,13 +78,12 @@ class STAMP(FineTunable, PerturbationModel):
         aliases: pd.DataFrame | None = None,
         **kwargs: Any,
     ) -> None:
-        key = embedding if isinstance(embedding, str) else None
         super().__init__(
-            adata, embedding=key, gene_specific=gene_specific, hidden1=list(hidden1), dropout1=dropout1,
+            adata, embedding=self._embedding_param(embedding), gene_specific=gene_specific, hidden1=list(hidden1), dropout1=dropout1,
             hidden2=list(hidden2), hidden3=list(hidden3), missing_output_genes=missing_output_genes, **kwargs,
         )  # fmt: skip
         self.aliases = aliases
-        self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
+        self._set_embedding(embedding)
         self.module_ = None
         if self.embedding_ is not None:
             self._build()
@@ -118,13 +117,7 @@ class STAMP(FineTunable, PerturbationModel):
         )  # fmt: skip
 
     def _embed(self, perturbations: Sequence[str]) -> np.ndarray:
-        return perturbation_embedding(
-            self.embedding_,
-            perturbations,
-            control=self.data_.control,
-            delimiter=self.data_.delimiter,
-            aliases=self.aliases,
-        ).astype(np.float32)
+        return super()._embed(perturbations).astype(np.float32)
 
     def _targets(self, perturbations: Sequence[str]):
         idx = self.data_.index(perturbations)
