@@ -67,7 +67,7 @@ def run(seed: int = 0) -> pd.DataFrame:
             y = adata.varm["deg_mean"][test].to_numpy(np.float64)[genes]
             for label, (spec, scale) in specs.items():
                 out = pt.tl.conformal_intervals(adata, spec, train=train, test=test, scale=scale, rng=seed,
-                                                key_added="bench", show_progress_bar=False)  # fmt: skip
+                                                inplace=False, show_progress_bar=False)  # fmt: skip
                 for lv in LEVELS:
                     inside, width = _coverage(y, out[lv][0][test].to_numpy()[genes], out[lv][1][test].to_numpy()[genes])
                     acc[label, lv][0].append(inside.ravel())

@@ -113,7 +113,7 @@ def main() -> None:
     a = labelled()
     start = time.perf_counter()
     res = pt.bm.cross_validate(
-        a, {"gp": (pt.tl.GPModel, {"n_components": 50})}, n_splits=5, rng=0, show_progress_bar=False, key_added=None
+        a, {"gp": (pt.tl.GPModel, {"n_components": 50})}, n_splits=5, rng=0, show_progress_bar=False
     )
     total = time.perf_counter() - start
     fit_predict = res.timings["seconds"].sum()

@@ -37,7 +37,7 @@ METHODS = ("isotonic", "temperature")
 def _oof_proba(adata, train: list[str], seed: int) -> dict[str, np.ndarray]:
     """Inner out-of-fold DE probabilities of the training knockdowns (knockdowns x genes), per model."""
     pt.bm.cross_validate(adata, MODELS, perturbations=train, n_splits=5, rng=seed, key_added="inner",
-                         show_progress_bar=False)  # fmt: skip
+                         inplace=True, show_progress_bar=False)  # fmt: skip
     return {m: pt.tl.read_predictions(adata, f"inner_{m}").de_proba[train].to_numpy(np.float64).T for m in MODELS}
 
 

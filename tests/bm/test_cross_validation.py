@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 
 import perturbtools as pt
@@ -18,15 +20,22 @@ BASELINES = {
 
 
 def test_cv_tables(labelled_adata, tmp_path):
-    res = pt.bm.cross_validate(
-        labelled_adata, {**BASELINES, "knn": (pt.tl.KNN, {"k": 1})}, n_splits=3, show_progress_bar=False
-    )
+    models = {**BASELINES, "knn": (pt.tl.KNN, {"k": 1})}
+    res = pt.bm.cross_validate(labelled_adata, models, n_splits=3, show_progress_bar=False)
+    assert "cv" not in labelled_adata.uns and not any(k.startswith("cv_") for k in labelled_adata.varm)
+    assert pt.bm.cross_validate(labelled_adata, models, n_splits=3, inplace=True, show_progress_bar=False) is None
     assert set(res.per_perturbation["model"]) == {*BASELINES, "knn"}
     per_model = res.per_perturbation.groupby("model")["perturbation"].apply(sorted)
     assert all(p == sorted(labelled_adata.uns["deg"]["perturbations"]) for p in per_model)
     assert set(res.pooled["stratum"]) >= {"all"}
     assert {"pearson_delta", "pooled_roc_auc_de", "pooled_roc_auc_de_top40", "rank"} <= set(res.summary["metric"])
     labelled_adata.write_h5ad(tmp_path / "cv.h5ad")
+    stored = pt.bm.CVResults.from_adata(ad.read_h5ad(tmp_path / "cv.h5ad"), "cv")
+    pd.testing.assert_frame_equal(stored.summary, res.summary, check_dtype=False)
+    with pytest.warns(FutureWarning, match="key_added=None"):
+        pt.bm.cross_validate(labelled_adata, BASELINES, n_splits=3, key_added=None, show_progress_bar=False)
+    with pytest.raises(ValueError, match="key_added"):
+        pt.bm.cross_validate(labelled_adata, BASELINES, n_splits=3, key_added=None, inplace=True)
     # the simulator has strong program effects: structure-aware models beat the mean
     s = res.summary.set_index(["model", "metric"])["mean"]
     assert s["knn", "pearson_delta"] > s["noncontrol_mean", "pearson_delta"]
@@ -39,7 +48,7 @@ def _target_measured(adata):
 @pytest.mark.realdata
 def test_real_papalexi_sanity(papalexi):
     a = papalexi.copy()
-    res = pt.bm.cross_validate(a, BASELINES, n_splits=5, show_progress_bar=False, key_added=None)
+    res = pt.bm.cross_validate(a, BASELINES, n_splits=5, show_progress_bar=False)
     per = res.per_perturbation
     s = res.summary.set_index(["model", "metric"])["mean"]
     assert np.isnan(s["control_mean", "pearson_delta"])  # a constant prediction: no correlation to measure
@@ -61,7 +70,7 @@ def test_real_papalexi_sanity(papalexi):
 def test_real_glioma_crispri_sanity():
     a = pt.data.perturbench_devel("A172")
     pt.pp.deg_labels(a, modality_key="perturbation_type")
-    res = pt.bm.cross_validate(a, BASELINES, n_splits=3, show_progress_bar=False, key_added=None)
+    res = pt.bm.cross_validate(a, BASELINES, n_splits=3, show_progress_bar=False)
     per = res.per_perturbation
     # none of the A172 targets is among the 500 measured genes, so the CRISPR-informed mean equals the mean here
     assert _target_measured(a) == []
@@ -72,7 +81,7 @@ def test_real_glioma_crispri_sanity():
 
 @pytest.mark.realdata
 def test_real_norman_doubles_strata(norman):
-    res = pt.bm.cross_validate(norman.copy(), BASELINES, n_splits=5, show_progress_bar=False, key_added=None)
+    res = pt.bm.cross_validate(norman.copy(), BASELINES, n_splits=5, show_progress_bar=False)
     strata = set(res.pooled["stratum"])
     assert "all" in strata and any("/2 unseen" in s for s in strata)
     s = res.summary.set_index(["model", "metric"])["mean"]
@@ -122,7 +131,8 @@ def _rank_by_hand(true_q, own, pool):
 def test_rank_metric_variants_by_hand(labelled_adata):
     a = labelled_adata
     models = {"knn": (pt.tl.KNN, {"k": 1}), "mean": pt.tl.NonControlMean}
-    res = pt.bm.cross_validate(a, models, n_splits=3, show_progress_bar=False)
+    pt.bm.cross_validate(a, models, n_splits=3, inplace=True, show_progress_bar=False)
+    res = pt.bm.CVResults.from_adata(a, "cv")
     per = res.per_perturbation.set_index(["model", "perturbation"])
     perts = list(a.varm["cv_knn_mean"].columns)
     mu_c = a.var["deg_control_mean"].to_numpy()

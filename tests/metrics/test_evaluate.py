@@ -41,7 +41,10 @@ def test_stratified_and_inplace(labelled_adata, tmp_path):
     data = LabelledData.from_adata(labelled_adata)
     singles = [p for p in data.perturbations if "+" not in p]
     pt.tl.Additive(labelled_adata).fit(singles).predict(data.perturbations)
-    per, pooled = pt.metrics.evaluate(labelled_adata, "additive", inplace=True)
+    before = set(labelled_adata.uns["additive"])
+    per, pooled = pt.metrics.evaluate(labelled_adata, "additive")
+    assert set(labelled_adata.uns["additive"]) == before  # inplace=False (default) leaves adata alone
+    assert pt.metrics.evaluate(labelled_adata, "additive", inplace=True) is None
     assert set(per.loc[[p for p in data.perturbations if "+" in p], "unseen"]) == {"0/2 unseen"}
     assert {"all", "0/1 unseen", "0/2 unseen"} <= set(pooled["stratum"])
     assert isinstance(labelled_adata.uns["additive"]["metrics"], pd.DataFrame)

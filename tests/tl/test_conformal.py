@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import perturbtools as pt
@@ -60,9 +61,14 @@ def test_conformal_intervals_in_anndata_and_coverage_by_hand(many_perts):
     a = many_perts
     perts = a.uns["deg"]["perturbations"]
     train, test = perts[:36], perts[36:]
-    out = pt.tl.conformal_intervals(a, pt.tl.NonControlMean, train=train, test=test, n_splits=4,
+    before = set(a.varm)
+    out = pt.tl.conformal_intervals(a, pt.tl.NonControlMean, train=train, test=test, n_splits=4, inplace=False,
                                     show_progress_bar=False)  # fmt: skip
-    assert set(out) == {0.5, 0.8, 0.9, 0.95} and "noncontrol_mean_lower90" in a.varm
+    assert set(out) == {0.5, 0.8, 0.9, 0.95} and set(a.varm) == before  # inplace=False leaves adata alone
+    assert pt.tl.conformal_intervals(a, pt.tl.NonControlMean, train=train, test=test, n_splits=4,
+                                     show_progress_bar=False) is None  # fmt: skip
+    assert "noncontrol_mean_lower90" in a.varm
+    pd.testing.assert_frame_equal(a.varm["noncontrol_mean_lower90"][test], out[0.9][0], check_names=False)
     lo, hi = a.varm["noncontrol_mean_lower90"][test].to_numpy(), a.varm["noncontrol_mean_upper90"][test].to_numpy()
     assert (lo <= a.varm["noncontrol_mean_mean"][test].to_numpy() + 1e-6).all() and (hi >= lo).all()
     y = a.varm["deg_mean"][test].to_numpy()
@@ -100,10 +106,10 @@ def test_conformal_intervals_in_anndata_and_coverage_by_hand(many_perts):
 def test_gp_posterior_normalised_intervals_are_adaptive(many_perts):
     a = many_perts
     perts = a.uns["deg"]["perturbations"]
-    out = pt.tl.conformal_intervals(a, (pt.tl.GPModel, {"n_components": 6}), train=perts[:36], test=perts[36:],
-                                    n_splits=4, show_progress_bar=False)  # fmt: skip
+    pt.tl.conformal_intervals(a, (pt.tl.GPModel, {"n_components": 6}), train=perts[:36], test=perts[36:],
+                              n_splits=4, show_progress_bar=False)  # fmt: skip
     assert a.uns["gp"]["conformal"]["scale"] == "posterior"
-    width = (out[0.9][1] - out[0.9][0]).to_numpy()
+    width = (a.varm["gp_upper90"] - a.varm["gp_lower90"])[perts[36:]].to_numpy()
     assert np.std(width, axis=0).mean() > 0  # widths differ between genes: normalised by the posterior SD
 
 

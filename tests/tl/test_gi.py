@@ -142,7 +142,9 @@ def test_gi_from_data_and_predictions(tmp_path):
     pred = pt.tl.gi_scores(a, "additive", min_genes=10, show_progress_bar=False)
     # the additive model predicts d_A + d_B: the fit is exact, c1 = c2 = 1
     np.testing.assert_allclose(pred[["c1", "c2"]].to_numpy(), 1, atol=1e-6)
-    assert "additive_gi" in a.uns and "deg_gi" in a.uns
+    assert "additive_gi" not in a.uns and "deg_gi" not in a.uns  # returned, not stored, by default
+    assert pt.tl.gi_scores(a, "additive", min_genes=10, inplace=True, show_progress_bar=False) is None
+    pd.testing.assert_frame_equal(a.uns["additive_gi"], pred)
     a.write_h5ad(tmp_path / "gi.h5ad")
     import matplotlib.axes
 

@@ -93,7 +93,8 @@ def test_expression_models_refuse_label_only_data():
 
 def test_cross_validate_on_label_only_data_scores_de_only():
     _, b = _label_lines()
-    res = pt.bm.cross_validate(b, {"prior": pt.tl.FrequencyPrior, "knn": pt.tl.KNNLabels}, n_splits=3, key_added="cv")
+    pt.bm.cross_validate(b, {"prior": pt.tl.FrequencyPrior, "knn": pt.tl.KNNLabels}, n_splits=3, inplace=True)
+    res = pt.bm.CVResults.from_adata(b, "cv")
     assert set(res.per_perturbation.columns) >= {"roc_auc_de", "pr_auc_de"}
     assert not any(c.startswith(("pearson", "roc_auc_dir", "mae")) for c in res.per_perturbation.columns)
     # per-perturbation AUROC equals sklearn on the out-of-fold probabilities

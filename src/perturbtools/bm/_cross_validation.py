@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
@@ -38,16 +39,26 @@ class CVResults(NamedTuple):
         Per model and metric: mean and 95% CI over perturbations (``per_perturbation``) or folds (``pooled``, stratum
         ``all``, prefixed ``pooled_``).
 
-    With ``key_added``, each model's out-of-fold predictions (every perturbation predicted by the model that did not
-    see it) are written to ``adata.varm[f"{key_added}_{model}_*"]``, so GI scores and plots work on them.
     timings
         Seconds of fit + predict per (model, fold).
+
+    With ``inplace=True``, each model's out-of-fold predictions (every perturbation predicted by the model that did
+    not see it) are written to ``adata.varm[f"{key_added}_{model}_*"]``, so GI scores and plots work on them, and the
+    tables to ``adata.uns[key_added]``; :meth:`from_adata` reads the tables back.
     """
 
     per_perturbation: pd.DataFrame
     pooled: pd.DataFrame
     summary: pd.DataFrame
     timings: pd.DataFrame
+
+    @classmethod
+    def from_adata(cls, adata: AnnData, key: str = "cv") -> CVResults:
+        """The tables :func:`cross_validate` stored with ``inplace=True, key_added=key``."""
+        if key not in adata.uns or not set(cls._fields) <= set(adata.uns[key]):
+            msg = f"No cross-validation results in `adata.uns[{key!r}]`; run `pt.bm.cross_validate(..., inplace=True)`."
+            raise KeyError(msg)
+        return cls(*(adata.uns[key][f] for f in cls._fields))
 
 
 def _setup(adata, models, labels_key, perturbations, n_splits, rng):
@@ -118,9 +129,10 @@ def cross_validate(
     perturbations: Sequence[str] | None = None,
     rng: int | np.random.Generator | None = 0,
     key_added: str | None = "cv",
+    inplace: bool = False,
     rank: Literal["within_fold", "fold_model", "out_of_fold"] = "within_fold",
     show_progress_bar: bool | None = None,
-) -> CVResults:
+) -> CVResults | None:
     """K-fold cross-validation over perturbations, several models, one tidy table.
 
     Every model sees the same folds; a perturbation (single or combination) is tested exactly once.
@@ -150,7 +162,11 @@ def cross_validate(
     rng
         Seed or :class:`numpy.random.Generator` for folds and models; ``0`` by default so results reproduce.
     key_added
-        Store the tables in ``adata.uns[key_added]``; ``None`` stores nothing.
+        Where ``inplace=True`` stores the results (``None`` is deprecated: it meant ``inplace=False``).
+    inplace
+        Store the tables in ``adata.uns[key_added]`` and the out-of-fold predictions in
+        ``adata.varm[f"{key_added}_{model}_*"]``, and return ``None``; by default return the results and leave
+        ``adata`` unchanged.
     rank
         Which rank metric the ``rank`` column holds (see above).
     show_progress_bar
@@ -158,9 +174,10 @@ def cross_validate(
 
     Returns
     -------
-    :class:`CVResults`; with ``key_added``, also ``adata.uns[key_added] = {"per_perturbation", "pooled", "summary",
-    "timings", "params"}``.
+    :class:`CVResults`; with ``inplace=True``, ``None`` and ``adata.uns[key_added] = {"per_perturbation", "pooled",
+    "summary", "timings", "params"}`` (read back with :meth:`CVResults.from_adata`).
     """
+    inplace = _store(key_added, inplace, "cross_validate")
     adata, data, fold_seed, folds, specs = _setup(adata, models, labels_key, perturbations, n_splits, rng)
     per_rows, pooled_rows, times = [], [], []
     oof: dict[str, list] = {name: [] for name in specs}
@@ -193,22 +210,39 @@ def cross_validate(
     )
     summary = pd.concat([summary, pooled_summary.drop(columns=["mask"])], ignore_index=True)
     results = CVResults(per_df, pooled_df, summary, pd.DataFrame(times))
-    if key_added is not None:
-        for name, merged in merged_oof.items():
-            fold_of = {p: f for f, (_, test) in enumerate(folds) for p in test}
-            params = {
-                "model": name,
-                "out_of_fold": True,
-                "labels_key": labels_key,
-                "fold": np.array([fold_of[p] for p in merged.perturbations]),
-            }
-            write_predictions(adata, merged, cv_prediction_key(key_added, name), params=params)
-        adata.uns[key_added] = {
-            **{k: _h5ad_safe(v) for k, v in results._asdict().items()},
-            "params": {"labels_key": labels_key, "n_splits": n_splits, "fold_seed": fold_seed, "models": list(specs)},
+    if not inplace:
+        return results
+    for name, merged in merged_oof.items():
+        fold_of = {p: f for f, (_, test) in enumerate(folds) for p in test}
+        params = {
+            "model": name,
+            "out_of_fold": True,
+            "labels_key": labels_key,
+            "fold": np.array([fold_of[p] for p in merged.perturbations]),
         }
-        logger.info("added `.uns[%r]`", key_added)
-    return results
+        write_predictions(adata, merged, cv_prediction_key(key_added, name), params=params)
+    adata.uns[key_added] = {
+        **{k: _h5ad_safe(v) for k, v in results._asdict().items()},
+        "params": {"labels_key": labels_key, "n_splits": n_splits, "fold_seed": fold_seed, "models": list(specs)},
+    }
+    logger.info("added `.uns[%r]`", key_added)
+    return None
+
+
+def _store(key_added: str | None, inplace: bool, function: str) -> bool:
+    """Whether to store, honouring the deprecated ``key_added=None`` (which used to mean "store nothing")."""
+    if key_added is not None:
+        return inplace
+    if inplace:
+        msg = f"`{function}(inplace=True)` needs a `key_added` to store under."
+        raise ValueError(msg)
+    warnings.warn(
+        f"`{function}(key_added=None)` is deprecated: results are stored only with `inplace=True` (the default "
+        "stores nothing); drop `key_added=None`.",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return False
 
 
 def _front(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:

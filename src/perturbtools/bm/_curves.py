@@ -11,7 +11,7 @@ from .._utils import _as_rng, _progress
 from ..metrics._evaluate import COUNT_COLUMNS
 from ..pp._split import kfold_perturbations
 from ..tl._base import FineTunable, LabelledData, ModelSpec, unpack_spec
-from ._cross_validation import _fit_evaluate, _front, _h5ad_safe, _setup
+from ._cross_validation import _fit_evaluate, _front, _h5ad_safe, _setup, _store
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -44,8 +44,9 @@ def learning_curve(
     perturbations: Sequence[str] | None = None,
     rng: int | np.random.Generator | None = 0,
     key_added: str | None = "learning_curve",
+    inplace: bool = False,
     show_progress_bar: bool | None = None,
-) -> pd.DataFrame:
+) -> pd.DataFrame | None:
     """Performance against the number of training perturbations, repeated over folds.
 
     In each of ``n_splits`` folds the test perturbations are fixed; for every size ``n`` a random subset of ``n``
@@ -59,14 +60,18 @@ def learning_curve(
         As in :func:`cross_validate`.
     train_sizes
         Numbers of training perturbations; sizes larger than a fold's training set are skipped.
-    labels_key, n_splits, perturbations, rng, key_added, show_progress_bar
+    labels_key, n_splits, perturbations, rng, show_progress_bar
         As in :func:`cross_validate`.
+    key_added, inplace
+        ``inplace=True`` stores the table in ``adata.uns[key_added]["table"]`` and returns ``None``; by default the
+        table is returned and ``adata`` left unchanged.
 
     Returns
     -------
     Tidy DataFrame, one row per (model, fold, n_train): mean per-perturbation metrics and pooled subtask metrics
-    over that fold's test perturbations. Also stored in ``adata.uns[key_added]`` unless ``key_added=None``.
+    over that fold's test perturbations; ``None`` with ``inplace=True``.
     """
+    inplace = _store(key_added, inplace, "learning_curve")
     adata, data, seed, folds, specs = _setup(adata, models, labels_key, perturbations, n_splits, rng)
     tasks = [
         (f, n, name)
@@ -85,12 +90,13 @@ def learning_curve(
         )
         rows.append(_curve_rows(per, pooled, model=name, fold=fold, n_train=n, seconds=elapsed))
     out = pd.DataFrame(rows)
-    if key_added is not None:
-        adata.uns[key_added] = {
-            "table": _h5ad_safe(out),
-            "params": {"labels_key": labels_key, "n_splits": n_splits, "seed": seed},
-        }
-    return out
+    if not inplace:
+        return out
+    adata.uns[key_added] = {
+        "table": _h5ad_safe(out),
+        "params": {"labels_key": labels_key, "n_splits": n_splits, "seed": seed},
+    }
+    return None
 
 
 def few_shot(

@@ -16,7 +16,7 @@ from .. import data as datasets
 from .. import metrics, pl, pp, tl
 from .._keys import CV_KEY, LABELS_KEY, cv_prediction_key, embedding_key, label_keys
 from .._settings import settings
-from ._cross_validation import cross_validate
+from ._cross_validation import CVResults, cross_validate
 from ._curves import few_shot, learning_curve
 from ._recipes import (
     DATASETS,
@@ -124,15 +124,17 @@ def _benchmark_one(
     guess = estimate_seconds(adata.n_obs, adata.n_vars, len(perts), list(models), n_splits)
     _say(f"[{name}] {n_splits}-fold CV of {len(models)} models on {len(perts)} perturbations: about {guess:.0f} s")
     start = time.perf_counter()
-    res = cross_validate(
+    cross_validate(
         adata,
         models,
         perturbations=perts,
         n_splits=n_splits,
         rng=cfg.seed,
         key_added=CV_KEY,
+        inplace=True,  # the out-of-fold predictions are GI-scored below
         show_progress_bar=settings.progress_bar,
     )
+    res = CVResults.from_adata(adata, CV_KEY)
     report.text(f"CV of {len(models)} models took {time.perf_counter() - start:.0f} s.")
     summary = _with_ceiling(name, adata, perts, res.summary, cfg, report)
     report.table(
@@ -378,8 +380,8 @@ def replogle_transfer(
             }
             if emb_name == "go":
                 models["stamp_go"] = (tl.STAMP, {"embedding": embedding_key("go")}, stamp_fit)
-            res = cross_validate(a, models, perturbations=perts, n_splits=n_splits, rng=cfg.seed, key_added=None,
-                                    show_progress_bar=False)  # fmt: skip
+            res = cross_validate(a, models, perturbations=perts, n_splits=n_splits, rng=cfg.seed,
+                                 show_progress_bar=False)  # fmt: skip
             s = res.summary[res.summary["metric"].isin(["roc_auc_de", "pr_auc_de"])]
             cv_rows.append(s.assign(line=line, embedding=emb_name, n_knockdowns=len(perts)))
     cv = pd.concat(cv_rows, ignore_index=True)

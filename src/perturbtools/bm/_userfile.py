@@ -12,7 +12,7 @@ import pandas as pd
 
 from .. import pp
 from .._keys import CONTROL, PERTURBATION_KEY
-from ..pp._design import check_design, collapse_guides, looks_guide_level, looks_like_counts
+from ..pp._design import check_design, collapse_guides, guides_per_target, looks_guide_level, looks_like_counts
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ def prepare_screen(path: str | Path, opts: UserFileOptions, *, backed: bool = Fa
     adata = adata.to_memory() if getattr(adata, "isbacked", False) else adata
     guides = None
     if opts.collapse_guides:
-        guides = collapse_guides(adata, opts.perturbation_key, control=opts.control, key_added="_target")
+        collapse_guides(adata, opts.perturbation_key, control=opts.control, key_added="_target")
+        guides = guides_per_target(adata.obs[opts.perturbation_key].astype(str), control=opts.control)
         notes.append(f"Guides collapsed to targets: {int(guides['n_guides'].sum())} guides -> {len(guides)} targets.")
         source_key = "_target"
     else:

@@ -312,7 +312,7 @@ def evaluate(
     perturbations: Sequence[str] | None = None,
     min_positives: int = MIN_POSITIVES,
     inplace: bool = False,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """Evaluate the predictions a model wrote under ``key`` against the labels under ``labels_key``.
 
     Parameters
@@ -328,22 +328,24 @@ def evaluate(
     min_positives
         Fewest positives a DE, direction or FC metric is computed from (see :func:`evaluate_predictions`).
     inplace
-        Also store both tables in ``adata.uns[key]["metrics"]`` / ``["pooled_metrics"]``.
+        Store both tables in ``adata.uns[key]["metrics"]`` / ``["pooled_metrics"]`` and return ``None``; by default
+        return them and leave ``adata`` unchanged.
 
     Returns
     -------
     ``(per_perturbation, pooled)`` as in :func:`evaluate_predictions`, stratified by the training perturbations
-    recorded in ``adata.uns[key]``.
+    recorded in ``adata.uns[key]``; ``None`` with ``inplace=True``.
     """
     data = LabelledData.from_adata(adata, labels_key)
     preds = read_predictions(adata, key)
     train = adata.uns.get(key, {}).get("train_perturbations")
     train = None if train is None else [str(p) for p in train]
     per, pooled = evaluate_predictions(preds, data, perturbations, train=train, min_positives=min_positives)
-    if inplace:
-        adata.uns[key]["metrics"] = per.reset_index()
-        adata.uns[key]["pooled_metrics"] = pooled
-    return per, pooled
+    if not inplace:
+        return per, pooled
+    adata.uns[key]["metrics"] = per.reset_index()
+    adata.uns[key]["pooled_metrics"] = pooled
+    return None
 
 
 def summarize(

@@ -10,6 +10,7 @@ from ._design import (
     collapse_guides,
     guide_agreement,
     guide_targets,
+    guides_per_target,
     looks_guide_level,
     looks_like_counts,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "go_matrix",
     "guide_agreement",
     "guide_targets",
+    "guides_per_target",
     "kfold_perturbations",
     "labels_from_de_table",
     "looks_guide_level",

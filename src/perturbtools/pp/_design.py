@@ -40,6 +40,16 @@ def looks_guide_level(labels: pd.Series | list[str], *, pattern: str = GUIDE_PAT
     return bool(changed > 0.5 and targets.nunique() < len(targets))
 
 
+def guides_per_target(
+    labels: pd.Series | list[str], *, pattern: str = GUIDE_PATTERN, control: str = CONTROL
+) -> pd.DataFrame:
+    """The guides of each target gene: DataFrame indexed by target with ``n_guides`` and the guide labels."""
+    mapping = guide_targets(labels, pattern=pattern, control=control)
+    guides = mapping[mapping != control]
+    table = pd.Series(guides.index, index=guides.to_numpy()).groupby(level=0).apply(list)
+    return pd.DataFrame({"n_guides": table.map(len), "guides": table.map(", ".join)}).rename_axis("target")
+
+
 def collapse_guides(
     adata: AnnData,
     guide_key: str,
@@ -47,19 +57,20 @@ def collapse_guides(
     pattern: str = GUIDE_PATTERN,
     control: str = CONTROL,
     key_added: str = PERTURBATION_KEY,
-) -> pd.DataFrame:
-    """Write each cell's target gene (guides collapsed) to ``adata.obs[key_added]``; return guides per target.
+    copy: bool = False,
+) -> AnnData | None:
+    """Write each cell's target gene (guides collapsed) to ``adata.obs[key_added]``.
+
+    :func:`guides_per_target` lists which guides were collapsed into each target.
 
     Returns
     -------
-    DataFrame indexed by target: ``n_guides`` and the guide labels.
+    ``None``, or with ``copy=True`` an annotated copy of ``adata``.
     """
+    adata = adata.copy() if copy else adata
     labels = adata.obs[guide_key].astype(str)
-    mapping = guide_targets(labels, pattern=pattern, control=control)
-    adata.obs[key_added] = pd.Categorical(labels.map(mapping))
-    guides = mapping[mapping != control]
-    table = pd.Series(guides.index, index=guides.to_numpy()).groupby(level=0).apply(list)
-    return pd.DataFrame({"n_guides": table.map(len), "guides": table.map(", ".join)}).rename_axis("target")
+    adata.obs[key_added] = pd.Categorical(labels.map(guide_targets(labels, pattern=pattern, control=control)))
+    return adata if copy else None
 
 
 def looks_like_counts(X, *, n_rows: int = 500) -> tuple[bool, str]:

@@ -56,8 +56,9 @@ def conformal_intervals(
     scale: Literal["auto", "posterior", "gene_sd"] | None = "auto",
     rng: int | np.random.Generator | None = 0,
     key_added: str | None = None,
+    inplace: bool = True,
     show_progress_bar: bool | None = None,
-) -> dict[float, tuple[pd.DataFrame, pd.DataFrame]]:
+) -> dict[float, tuple[pd.DataFrame, pd.DataFrame]] | None:
     """Conformal prediction intervals of any model's predicted means for unseen perturbations.
 
     Perturbations are the exchangeable units: calibration perturbations are held out whole, so the intervals cover
@@ -92,14 +93,17 @@ def conformal_intervals(
     rng
         Seed of the folds / calibration split and of the models.
     key_added
-        Write the point predictions (the model fitted on all of ``train``) and the intervals under this key
-        (default: the model's name); ``varm[f"{key}_lower90"]`` etc.
+        Where ``inplace=True`` writes the point predictions (the model fitted on all of ``train``) and the
+        intervals (default: the model's name): ``varm[f"{key_added}_lower90"]`` etc.
+    inplace
+        Write into ``adata`` and return ``None`` (default, like a model's ``predict``); else return the intervals
+        and leave ``adata`` unchanged (the point-prediction fit is then skipped).
     show_progress_bar
         Progress bar over fits.
 
     Returns
     -------
-    ``{level: (lower, upper)}``, genes x test perturbations frames.
+    With ``inplace=False``, ``{level: (lower, upper)}``, genes x test perturbations frames.
     """
     adata = _as_anndata(adata)
     cls, init_kwargs, fit_kwargs = unpack_spec(model)
@@ -151,6 +155,8 @@ def conformal_intervals(
         out[float(level)] = tuple(
             pd.DataFrame(b.T.astype(np.float32), index=data.var_names, columns=test) for b in (low, high)
         )
+    if not inplace:
+        return out
     full = fit(train)
     preds = full.predict(test, inplace=False)
     params = {
@@ -159,7 +165,7 @@ def conformal_intervals(
                       "n_calibration": int(scores_all.shape[0])},
     }  # fmt: skip
     write_predictions(adata, preds, key_added or cls._default_key, params=params, intervals=out)
-    return out
+    return None
 
 
 __all__ = ["LEVELS", "conformal_intervals"]

@@ -99,8 +99,9 @@ def gi_scores(
     min_genes: int = 100,
     max_subpopulation: int = 100_000,
     key_added: str | None = None,
+    inplace: bool = False,
     show_progress_bar: bool | None = None,
-) -> pd.DataFrame:
+) -> pd.DataFrame | None:
     """Genetic-interaction scores of every double whose two singles were observed (SPEC §7).
 
     Scores come from observed means (``key=None``) or from any model's predictions under ``key`` (doubles from the
@@ -140,14 +141,16 @@ def gi_scores(
     max_subpopulation
         Theil–Sen subsets (1e5 in Norman/GEARS).
     key_added
-        Store the table in ``adata.uns[key_added]`` (default ``f"{key or labels_key}_gi"``).
+        Where ``inplace=True`` stores the table: ``adata.uns[key_added]`` (default ``f"{key or labels_key}_gi"``).
+    inplace
+        Store the table and return ``None``; by default return it and leave ``adata`` unchanged.
     show_progress_bar
         Progress bar over doubles.
 
     Returns
     -------
     DataFrame indexed by double with ``gene_a, gene_b``, the scores ``c1, c2, magnitude, model_fit, similarity,
-    equality_of_contribution, dominance`` and ``n_genes``.
+    equality_of_contribution, dominance`` and ``n_genes``; ``None`` with ``inplace=True``.
     """
     adata = _as_anndata(adata)
     data = LabelledData.from_adata(adata, labels_key)
@@ -197,8 +200,10 @@ def gi_scores(
         }
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "perturbation"
+    if not inplace:
+        return out
     adata.uns[key_added or gi_key(key or labels_key)] = out
-    return out
+    return None
 
 
 def _is_double(data: LabelledData, perturbation: str) -> bool:
