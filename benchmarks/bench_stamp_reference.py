@@ -121,7 +121,7 @@ def run_ours(epochs: int, n_genes: int, d: int, seed: int = 0, accelerator: str 
     seconds = time.perf_counter() - start
     pred = model.predict(split["test"], inplace=False)
     path = WORK / f"ours_pred_{seed}.npz"
-    np.savez(path, de=pred.de_proba.to_numpy(), up=pred.up_proba.to_numpy(), logfc=pred.logfc.to_numpy())
+    np.savez(path, de=pred.de_proba.to_numpy(), up=pred.direction_proba.to_numpy(), logfc=pred.logfc.to_numpy())
     return {
         "seconds": seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -151,15 +151,15 @@ def _predictions(name: str, r: dict, a, test: list[str]):
     frame = lambda m: pd.DataFrame(m, index=a.var_names, columns=test)
     if name == "ours":
         z = np.load(r["pred"])
-        return Predictions(de_proba=frame(z["de"]), up_proba=frame(z["up"]), logfc=frame(z["logfc"]))
+        return Predictions(de_proba=frame(z["de"]), direction_proba=frame(z["up"]), logfc=frame(z["logfc"]))
     import anndata as ad
 
     o = ad.read_h5ad(r["pred"])
-    return Predictions(de_proba=frame(o.layers["level1"].T), up_proba=frame(o.layers["level2"].T),
+    return Predictions(de_proba=frame(o.layers["level1"].T), direction_proba=frame(o.layers["level2"].T),
                        logfc=frame(np.log2(np.maximum(o.layers["level3"].T, 1e-12))))  # fmt: skip
 
 
-METRICS = ("roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc")
+METRICS = ("roc_auc_de", "pr_auc_de", "roc_auc_direction", "pr_auc_direction", "pearson_fc", "mse_fc")
 
 
 def main() -> None:

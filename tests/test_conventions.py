@@ -72,3 +72,30 @@ def test_inplace_false_or_copy_leaves_adata_unchanged_and_inplace_returns_none(l
     assert _snapshot(a) == before
     assert runs[call](**stored) is None
     assert _snapshot(a) != before
+
+
+def test_one_vocabulary_for_the_three_subtasks(labelled_adata):
+    from perturbtools._keys import SUBTASKS, LabelKeys, PredictionKeys
+
+    assert set(SUBTASKS) == {"de", "direction", "fc"}
+    a = labelled_adata
+    perts = list(a.uns["deg"]["perturbations"])
+    pt.tl.KNN(a).fit(perts[:5]).predict(perts[5:])
+    per, pooled = pt.metrics.evaluate(a, "knn", min_positives=1)
+    for name, subtask in SUBTASKS.items():
+        assert subtask.label in LabelKeys._fields and subtask.prediction in PredictionKeys._fields
+        for metric in subtask.metrics:
+            assert metric.endswith(f"_{name}") and metric in per and f"{metric}_top40" in per and metric in pooled
+    old = [c for c in (*per, *pooled) if c.endswith(("_dir", "_dir_top40")) or c.startswith("up_")]
+    assert not old, old
+
+
+def test_predictions_written_under_the_old_direction_name_are_read(labelled_adata):
+    a = labelled_adata
+    perts = list(a.uns["deg"]["perturbations"])
+    pt.tl.GPModel(a, n_components=4).fit(perts[:5], max_epochs=5).predict(perts[5:])
+    a.varm["gp_up_proba"] = a.varm.pop("gp_direction_proba")
+    preds = pt.tl.read_predictions(a, "gp")
+    assert preds.direction_proba is not None
+    with pytest.warns(FutureWarning, match="direction_proba"):
+        assert preds.up_proba is preds.direction_proba

@@ -37,7 +37,7 @@ class PredictionKeys(NamedTuple):
 
     mean: str
     de_proba: str
-    up_proba: str
+    direction_proba: str
     logfc: str
     mean_var: str
 
@@ -45,6 +45,23 @@ class PredictionKeys(NamedTuple):
 def prediction_keys(prefix: str) -> PredictionKeys:
     """Keys of the prediction frames written under ``prefix``."""
     return PredictionKeys(*(f"{prefix}_{f}" for f in PredictionKeys._fields))
+
+
+class Subtask(NamedTuple):
+    """One STAMP subtask's name in every place: its label frame, its prediction frame, its metrics."""
+
+    label: str  # a LabelKeys field
+    prediction: str  # a PredictionKeys field
+    metrics: tuple[str, ...]  # per-perturbation columns of ``pt.metrics.evaluate`` (also ``pooled_*``, ``*_top40``)
+
+
+#: The one vocabulary of the three subtasks (SPEC §1): ``de`` (is the gene a DEG), ``direction`` (up or down, on
+#: true DEGs), ``fc`` (by what fold change, on true DEGs). Metric names end in the subtask's name.
+SUBTASKS: dict[str, Subtask] = {
+    "de": Subtask("is_de", "de_proba", ("roc_auc_de", "pr_auc_de")),
+    "direction": Subtask("direction", "direction_proba", ("roc_auc_direction", "pr_auc_direction")),
+    "fc": Subtask("fc", "logfc", ("pearson_fc", "mse_fc")),
+}
 
 
 def interval_key(prefix: str, level: float, bound: str) -> str:

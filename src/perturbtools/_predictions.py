@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -26,20 +27,26 @@ class Predictions(NamedTuple):
     mean
         Predicted mean log expression.
     de_proba
-        Probability that a gene is differentially expressed (subtask 1).
-    up_proba
-        Probability that a DEG goes up (subtask 2).
+        Probability that a gene is differentially expressed (the DE subtask).
+    direction_proba
+        Probability that a DEG goes up (the direction subtask; called ``up_proba`` before 0.2).
     logfc
-        Predicted log2 fold change (subtask 3).
+        Predicted log2 fold change (the fold-change subtask).
     mean_var
         Predictive variance of ``mean`` (uncertainty-aware models).
     """
 
     mean: pd.DataFrame | None = None
     de_proba: pd.DataFrame | None = None
-    up_proba: pd.DataFrame | None = None
+    direction_proba: pd.DataFrame | None = None
     logfc: pd.DataFrame | None = None
     mean_var: pd.DataFrame | None = None
+
+    @property
+    def up_proba(self) -> pd.DataFrame | None:
+        """Deprecated name of :attr:`direction_proba` (until 0.3)."""
+        warnings.warn("`Predictions.up_proba` is now `direction_proba`.", FutureWarning, stacklevel=2)
+        return self.direction_proba
 
     @property
     def perturbations(self) -> list[str]:
@@ -110,6 +117,8 @@ def read_predictions(adata: AnnData, key: str) -> Predictions:
     """Read the frames a model's ``predict`` wrote under ``key``."""
     keys = prediction_keys(key)
     frames = {f: adata.varm.get(getattr(keys, f)) for f in Predictions._fields}
+    if frames["direction_proba"] is None and f"{key}_up_proba" in adata.varm:  # written before 0.2
+        frames["direction_proba"] = adata.varm[f"{key}_up_proba"]
     if all(v is None for v in frames.values()):
         msg = (
             f"No predictions under `adata.varm[{key!r}_*]`. Run a `pt.tl` model's `.predict(key_added={key!r})` first."

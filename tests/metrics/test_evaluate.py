@@ -20,7 +20,7 @@ def test_oracle_is_perfect(labelled_adata):
     assert np.allclose(per["mae"], 0, atol=1e-5)
     assert (per["rank"] == 0).all()
     row = pooled[(pooled["stratum"] == "all") & (pooled["mask"] == "all")].iloc[0]
-    assert row["roc_auc_dir"] == pytest.approx(1.0)
+    assert row["roc_auc_direction"] == pytest.approx(1.0)
     assert row["pearson_fc"] == pytest.approx(1.0, abs=1e-5)
     assert row["roc_auc_de"] > 0.8
     assert per.attrs["score_sources"]["de_score"] == "|predicted mean - control mean|"
@@ -30,7 +30,7 @@ def test_probability_outputs_are_used(labelled_adata):
     data = LabelledData.from_adata(labelled_adata)
     perfect = Predictions.from_arrays(
         data.var_names, data.perturbations, de_proba=data.is_de.astype(float),
-        up_proba=(data.direction > 0).astype(float), logfc=np.log2(data.fc),
+        direction_proba=(data.direction > 0).astype(float), logfc=np.log2(data.fc),
     )  # fmt: skip
     _, pooled = pt.metrics.evaluate_predictions(perfect, data)
     row = pooled[(pooled["stratum"] == "all") & (pooled["mask"] == "all")].iloc[0]
@@ -108,7 +108,7 @@ def test_every_metric_at_evaluate_level_by_hand(labelled_adata):
             assert row["roc_auc_de_top40"] == pytest.approx(roc_auc_score(is_de[top40], np.abs(y - mu_c)[top40]))
         up = vm["direction"][p].to_numpy()[is_de] > 0
         if 0 < up.sum() < up.size:
-            assert row["roc_auc_dir"] == pytest.approx(roc_auc_score(up, (y - mu_c)[is_de]))
+            assert row["roc_auc_direction"] == pytest.approx(roc_auc_score(up, (y - mu_c)[is_de]))
         if is_de.sum() >= 2:
             assert row["pearson_fc"] == pytest.approx(stats.pearsonr(vm["fc"][p].to_numpy()[is_de], fc(y)[is_de])[0])
             assert row["mse_fc"] == pytest.approx(((vm["fc"][p].to_numpy() - fc(y))[is_de] ** 2).mean())
@@ -118,7 +118,7 @@ def test_every_metric_at_evaluate_level_by_hand(labelled_adata):
     assert row["roc_auc_de"] == pytest.approx(roc_auc_score(all_de.ravel(), np.abs(pred - mu_c).ravel()))
     assert row["pr_auc_de"] == pytest.approx(average_precision_score(all_de.ravel(), np.abs(pred - mu_c).ravel()))
     all_up = vm["direction"].to_numpy().T[all_de] > 0
-    assert row["roc_auc_dir"] == pytest.approx(roc_auc_score(all_up, (pred - mu_c)[all_de]))
+    assert row["roc_auc_direction"] == pytest.approx(roc_auc_score(all_up, (pred - mu_c)[all_de]))
     true_fc = vm["fc"].to_numpy().T
     assert row["pearson_fc"] == pytest.approx(stats.pearsonr(true_fc[all_de], fc(pred)[all_de])[0])
     assert row["n_de"] == all_de.sum()
@@ -195,7 +195,7 @@ def test_metrics_from_too_few_positives_are_undefined_with_reason(labelled_adata
     np.testing.assert_array_equal(per["pearson_fc"].isna().to_numpy(), few_de)
     np.testing.assert_array_equal(per["overlap_at_20"].isna().to_numpy(), few_de)
     few_dir = (up.sum(axis=1) < m) | (down.sum(axis=1) < m)
-    np.testing.assert_array_equal(per["roc_auc_dir"].isna().to_numpy(), few_dir)
+    np.testing.assert_array_equal(per["roc_auc_direction"].isna().to_numpy(), few_dir)
     np.testing.assert_array_equal(per["n_up"].to_numpy(), up.sum(axis=1))
     assert per["pearson_delta"].notna().all()  # expression metrics need no DEGs
     # pooled: the minimum applies to the pooled entries
@@ -229,4 +229,4 @@ def test_a_jurkat_like_screen_with_almost_no_degs_reports_undefined(labelled_ada
     preds = Predictions.from_arrays(data.var_names, data.perturbations, mean=data.mean)
     per, pooled = pt.metrics.evaluate_predictions(preds, data)
     for table in (per, pooled):
-        assert table[["roc_auc_de", "pr_auc_de", "roc_auc_dir", "pearson_fc", "mse_fc"]].isna().all().all()
+        assert table[["roc_auc_de", "pr_auc_de", "roc_auc_direction", "pearson_fc", "mse_fc"]].isna().all().all()

@@ -74,11 +74,11 @@ def test_metrics_plot_shows_ceiling_and_normalised_scores(cv):
 
 def test_metrics_plot_draws_an_undefined_panel_with_its_reason(cv):
     summary = cv.summary.copy()
-    rows = summary["metric"] == "pooled_roc_auc_dir"
+    rows = summary["metric"] == "pooled_roc_auc_direction"
     summary.loc[rows, ["mean", "ci_low", "ci_high"]] = np.nan
     summary.loc[rows, "note"] = "undefined: fewer than `min_positives` up- or down-regulated DEGs in all 3 rows"
-    fig = pt.pl.metrics(summary, ["pearson_delta", "pooled_roc_auc_dir"])
+    fig = pt.pl.metrics(summary, ["pearson_delta", "pooled_roc_auc_direction"])
     ax = fig.axes[1]
-    assert ax.get_title() == "pooled_roc_auc_dir" and not ax.containers  # no points drawn
+    assert ax.get_title() == "pooled_roc_auc_direction" and not ax.containers  # no points drawn
     text = " ".join(t.get_text() for t in ax.texts).replace("\n", " ")
     assert "fewer than `min_positives` up- or down-regulated DEGs" in text

@@ -96,7 +96,7 @@ def test_cross_validate_on_label_only_data_scores_de_only():
     pt.bm.cross_validate(b, {"prior": pt.tl.FrequencyPrior, "knn": pt.tl.KNNLabels}, n_splits=3, inplace=True)
     res = pt.bm.CVResults.from_adata(b, "cv")
     assert set(res.per_perturbation.columns) >= {"roc_auc_de", "pr_auc_de"}
-    assert not any(c.startswith(("pearson", "roc_auc_dir", "mae")) for c in res.per_perturbation.columns)
+    assert not any(c.startswith(("pearson", "roc_auc_direction", "mae")) for c in res.per_perturbation.columns)
     # per-perturbation AUROC equals sklearn on the out-of-fold probabilities
     row = res.per_perturbation[res.per_perturbation.model == "knn"].iloc[0]
     p = row["perturbation"]

@@ -29,7 +29,7 @@ def test_module_shapes_and_one_step_lowers_loss(gene_specific):
     torch.manual_seed(0)
     m = STAMPModule(emb, hidden1=(16, 16), dropout1=0.0, gene_specific=gene_specific)
     out = m(x)
-    assert {k: v.shape for k, v in out.items()} == dict.fromkeys(("de_logit", "up_logit", "log_fc"), (4, 12))
+    assert {k: v.shape for k, v in out.items()} == dict.fromkeys(("de_logit", "direction_logit", "log_fc"), (4, 12))
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     before = stamp_losses(m(x), is_de, up, fc)["total"]
     for _ in range(5):
@@ -58,7 +58,7 @@ def test_entries_forward_and_losses_equal_dense(gene_specific):
     m = STAMPModule(emb, hidden1=(8, 8), gene_specific=gene_specific)
     entries = is_de.nonzero(as_tuple=True)
     dense, sparse = m(x), m(x, entries=entries)
-    for k in ("up_logit", "log_fc"):
+    for k in ("direction_logit", "log_fc"):
         torch.testing.assert_close(sparse[k], dense[k][entries])
     ld, ls = stamp_losses(dense, is_de, up, fc), stamp_losses(sparse, is_de, up, fc)
     for k in ld:
@@ -89,7 +89,7 @@ def test_losses_match_reference_weights():
     n_up = (is_de * up).sum()
     w2 = is_de * up * (n_de / n_up) + is_de * (1 - up) * (n_de / (n_de - n_up))
     ref2 = (
-        torch.nn.functional.binary_cross_entropy(torch.sigmoid(out["up_logit"]), up, weight=w2, reduction="sum")
+        torch.nn.functional.binary_cross_entropy(torch.sigmoid(out["direction_logit"]), up, weight=w2, reduction="sum")
         / w2.sum()
     )
     ref3 = (is_de * (torch.exp(out["log_fc"]) - fc) ** 2).sum() / n_de
@@ -107,7 +107,7 @@ def test_fit_predict_save_load_deterministic(labelled_adata, tmp_path):
     assert set(a.history_.columns) >= {"train_l1", "val_l1", "val_l3"}
     a.save(tmp_path / "s")
     loaded = pt.tl.STAMP.load(tmp_path / "s", labelled_adata)
-    for field in ("de_proba", "up_proba", "logfc"):
+    for field in ("de_proba", "direction_proba", "logfc"):
         pd.testing.assert_frame_equal(getattr(loaded.predict(inplace=False), field), getattr(pa, field))
     assert not list((tmp_path / "s").glob("*.pt*"))  # numpy + json only, no pickle
     a.predict()

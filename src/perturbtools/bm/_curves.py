@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .._utils import _as_rng, _progress
-from ..metrics._evaluate import COUNT_COLUMNS
+from ..metrics._evaluate import COUNT_COLUMNS, SUBTASK_METRICS
 from ..pp._split import kfold_perturbations
 from ..tl._base import FineTunable, LabelledData, ModelSpec, unpack_spec
 from ._cross_validation import _fit_evaluate, _front, _h5ad_safe, _setup, _store
@@ -28,7 +28,7 @@ def _curve_rows(per: pd.DataFrame, pooled: pd.DataFrame, **keys: Any) -> dict[st
         suffix = "" if r["mask"] == "all" else "_top40"
         row |= {
             f"pooled_{m}{suffix}": r[m]
-            for m in ("roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc")
+            for m in SUBTASK_METRICS
             if m in r.index  # label-only data have no direction / FC metrics
         }
     return row

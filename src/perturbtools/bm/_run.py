@@ -311,7 +311,7 @@ def _few_shot_section(
     pl.few_shot(table, metric="pooled_roc_auc_de", ax=axes[0])
     pl.few_shot(table, metric="pearson_delta", ax=axes[1])
     report.figure(fig, "few_shot_k562_to_glioma")
-    agg = table.groupby(["strategy", "n"])[["pooled_roc_auc_de", "pooled_roc_auc_dir", "pearson_delta"]].mean()
+    agg = table.groupby(["strategy", "n"])[["pooled_roc_auc_de", "pooled_roc_auc_direction", "pearson_delta"]].mean()
     report.table("Few-shot K562 (CRISPRa) -> A172 / T98G / U87MG (CRISPRi), STAMP (GO): mean over lines and folds", agg)
     return table
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._keys import SUBTASKS
 from .._labelled import LabelledData
 from .._predictions import read_intervals, read_predictions
 from ..pp._deg_core import MIN_POSITIVES, fold_change, mean_from_fold_change
@@ -42,14 +43,14 @@ EXPRESSION_METRICS = (
 #: the headline metrics of reports (per perturbation, then pooled over entries)
 KEY_METRICS = (
     "pearson_delta", "pearson_de_delta", "mae_de", "r2_top50", "rank",
-    "pooled_roc_auc_de", "pooled_pr_auc_de", "pooled_roc_auc_dir", "pooled_pearson_fc", "pooled_roc_auc_de_top40",
+    "pooled_roc_auc_de", "pooled_pr_auc_de", "pooled_roc_auc_direction", "pooled_pearson_fc", "pooled_roc_auc_de_top40",
 )  # fmt: skip
 #: the default panels of ``pt.pl.metrics``
 PLOT_METRICS = (
     "pearson_delta",
     "pearson_de_delta",
     "pooled_roc_auc_de",
-    "pooled_roc_auc_dir",
+    "pooled_roc_auc_direction",
     "pooled_pearson_fc",
     "rank",
 )
@@ -59,9 +60,7 @@ DE_OVERLAP_METRICS = (
     *(f"{m}_at_{'n_de' if k is None else k}" for m in ("overlap", "precision") for k in DE_OVERLAP_KS),
     "de_direction_match", "de_spearman_lfc",
 )  # fmt: skip
-SUBTASK_METRICS = (
-    "roc_auc_de", "pr_auc_de", "roc_auc_dir", "pr_auc_dir", "pearson_fc", "mse_fc",
-)  # fmt: skip
+SUBTASK_METRICS = tuple(m for subtask in SUBTASKS.values() for m in subtask.metrics)
 #: counts of what a row was computed from; not metrics, so never summarised
 COUNT_COLUMNS = ("n_de", "n_up", "n_down", "n_entries", "n_perturbations")
 
@@ -69,9 +68,9 @@ COUNT_COLUMNS = ("n_de", "n_up", "n_down", "n_entries", "n_perturbations")
 def undefined_reason(metric: str) -> str:
     """Why ``metric`` can be undefined (NaN) for a row: the rule :func:`evaluate_predictions` applies."""
     base = metric.removeprefix("pooled_").removesuffix("_top40")
-    if base in ("roc_auc_de", "pr_auc_de"):
+    if base in SUBTASKS["de"].metrics:
         return "fewer than `min_positives` DEGs (or non-DEGs) among the scored entries"
-    if base in ("roc_auc_dir", "pr_auc_dir"):
+    if base in SUBTASKS["direction"].metrics:
         return "fewer than `min_positives` up- or down-regulated DEGs"
     if base == "pearson_fc":
         return "fewer than `min_positives` DEGs, or a constant predicted or true FC (no correlation to measure)"
@@ -92,9 +91,9 @@ def _enforce_minimums(table: pd.DataFrame, n_de, n_non_de, n_up, n_down, min_pos
     few_dir = (np.asarray(n_up) < min_positives) | (np.asarray(n_down) < min_positives)
     few_fc = np.asarray(n_de) < min_positives
     for names, rows in (
-        (("roc_auc_de", "pr_auc_de"), few_de),
-        (("roc_auc_dir", "pr_auc_dir"), few_dir),
-        (("pearson_fc", "mse_fc"), few_fc),
+        (SUBTASKS["de"].metrics, few_de),
+        (SUBTASKS["direction"].metrics, few_dir),
+        (SUBTASKS["fc"].metrics, few_fc),
     ):
         for name in names:
             if name + suffix in table:
@@ -110,7 +109,7 @@ class Scores(NamedTuple):
 
     mean: np.ndarray
     de_score: np.ndarray
-    up_score: np.ndarray
+    direction_score: np.ndarray
     fc: np.ndarray
     sources: dict[str, str]
 
@@ -121,7 +120,7 @@ def prediction_scores(preds: Predictions, data: LabelledData, perturbations: Seq
     Missing outputs are derived, so every model gets every metric:
 
     - DE score: ``de_proba`` if predicted, else the ranking score ``|mean - mu_c|``;
-    - direction score: ``up_proba`` if predicted, else ``mean - mu_c``;
+    - direction score: ``direction_proba`` if predicted, else ``mean - mu_c``;
     - fold change: ``2 ** logfc`` if predicted, else STAMP's FC of the predicted mean (clipped at 0, as log1p data);
     - mean: predicted if given, else ``mu_c + de_proba * (mean implied by FC - mu_c)`` (expected value).
     """
@@ -131,7 +130,7 @@ def prediction_scores(preds: Predictions, data: LabelledData, perturbations: Seq
     def get(frame):
         return None if frame is None else frame[perts].to_numpy(np.float64).T
 
-    mean, de, up, logfc = get(preds.mean), get(preds.de_proba), get(preds.up_proba), get(preds.logfc)
+    mean, de, up, logfc = get(preds.mean), get(preds.de_proba), get(preds.direction_proba), get(preds.logfc)
     sources = {}
     if mean is None:
         if logfc is None:
@@ -145,12 +144,12 @@ def prediction_scores(preds: Predictions, data: LabelledData, perturbations: Seq
         sources["mean"] = "predicted"
     delta = mean - mu_c
     sources["de_score"] = "predicted de_proba" if de is not None else "|predicted mean - control mean|"
-    sources["up_score"] = "predicted up_proba" if up is not None else "predicted mean - control mean"
+    sources["direction_score"] = "predicted direction_proba" if up is not None else "predicted mean - control mean"
     sources["fc"] = "2 ** predicted logfc" if logfc is not None else "fold change of predicted mean"
     return Scores(
         mean=mean,
         de_score=np.abs(delta) if de is None else de,
-        up_score=delta if up is None else up,
+        direction_score=delta if up is None else up,
         fc=fold_change(np.maximum(mean, 0.0), mu_c, offset=data.fc_offset) if logfc is None else 2.0**logfc,
         sources=sources,
     )
@@ -163,8 +162,8 @@ def _subtask_rowwise(y_de, y_up, true_fc, s: Scores, mask):
         out["roc_auc_de"][i] = roc_auc(y_de[i][m], s.de_score[i][m])
         out["pr_auc_de"][i] = pr_auc(y_de[i][m], s.de_score[i][m])
         d = m & y_de[i]
-        out["roc_auc_dir"][i] = roc_auc(y_up[i][d], s.up_score[i][d])
-        out["pr_auc_dir"][i] = pr_auc(y_up[i][d], s.up_score[i][d])
+        out["roc_auc_direction"][i] = roc_auc(y_up[i][d], s.direction_score[i][d])
+        out["pr_auc_direction"][i] = pr_auc(y_up[i][d], s.direction_score[i][d])
         if d.sum() >= 2:
             out["pearson_fc"][i] = rowwise_pearson(s.fc[i][d][None], true_fc[i][d][None])[0]
         if d.any():
@@ -175,8 +174,12 @@ def _subtask_rowwise(y_de, y_up, true_fc, s: Scores, mask):
 def _de_overlap_rowwise(y_de, true_direction, true_abs_t, true_fc, s: Scores) -> dict[str, np.ndarray]:
     """cell-eval-style DE-overlap metrics per perturbation, from the package's own labels (see ``DE_OVERLAP_METRICS``)."""
     out = {k: np.full(len(y_de), np.nan) for k in DE_OVERLAP_METRICS}
-    # the predicted direction: the sign of the predicted change, or of up_proba - 1/2 for a model that predicts it
-    up_sign = s.up_score - 0.5 if s.sources.get("up_score") == "predicted up_proba" else s.up_score
+    # the predicted direction: the sign of the predicted change, or of direction_proba - 1/2 for a model that predicts it
+    up_sign = (
+        s.direction_score - 0.5
+        if s.sources.get("direction_score") == "predicted direction_proba"
+        else s.direction_score
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         true_lfc, pred_lfc = np.log2(true_fc), np.log2(s.fc)
     for i in range(len(y_de)):
@@ -196,8 +199,8 @@ def _pooled(y_de, y_up, true_fc, s: Scores, mask) -> dict[str, float]:
     out = {
         "roc_auc_de": roc_auc(y_de[mask], s.de_score[mask]),
         "pr_auc_de": pr_auc(y_de[mask], s.de_score[mask]),
-        "roc_auc_dir": roc_auc(y_up[d], s.up_score[d]),
-        "pr_auc_dir": pr_auc(y_up[d], s.up_score[d]),
+        "roc_auc_direction": roc_auc(y_up[d], s.direction_score[d]),
+        "pr_auc_direction": pr_auc(y_up[d], s.direction_score[d]),
         "pearson_fc": rowwise_pearson(s.fc[d][None], true_fc[d][None])[0] if d.sum() >= 2 else np.nan,
         "mse_fc": float(np.mean((true_fc[d] - s.fc[d]) ** 2)) if d.any() else np.nan,
         "n_entries": int(mask.sum()),
@@ -294,7 +297,7 @@ def evaluate_predictions(
     for stratum, sel in groups:
         for mask_name, mask in (("all", full), ("top40", top40)):
             rows.append({"stratum": stratum, "mask": mask_name, "n_perturbations": int(sel.sum()),
-                         **_pooled(y_de[sel], y_up[sel], true_fc[sel], Scores(s.mean[sel], s.de_score[sel], s.up_score[sel], s.fc[sel], s.sources), mask[sel])})  # fmt: skip
+                         **_pooled(y_de[sel], y_up[sel], true_fc[sel], Scores(s.mean[sel], s.de_score[sel], s.direction_score[sel], s.fc[sel], s.sources), mask[sel])})  # fmt: skip
     pooled = pd.DataFrame(rows)
     _enforce_minimums(pooled, pooled["n_de"], pooled["n_entries"] - pooled["n_de"], pooled["n_up"],
                       pooled["n_down"], min_positives)  # fmt: skip
@@ -580,7 +583,7 @@ def probability_calibration(
 ) -> pd.DataFrame:
     """Reliability table and expected calibration error of a model's DE or direction probabilities.
 
-    DE: ``de_proba`` against the DEG labels over all entries; direction: ``up_proba`` against up-regulation over the
+    DE: ``de_proba`` against the DEG labels over all entries; direction: ``direction_proba`` against up-regulation over the
     true DEGs. The ECE is in ``attrs["ece"]``.
 
     Returns
@@ -589,9 +592,9 @@ def probability_calibration(
     """
     data = LabelledData.from_adata(adata, labels_key)
     preds = read_predictions(adata, key)
-    frame = preds.de_proba if subtask == "de" else preds.up_proba
+    frame = preds.de_proba if subtask == "de" else preds.direction_proba
     if frame is None:
-        msg = f"The predictions under {key!r} have no `{'de_proba' if subtask == 'de' else 'up_proba'}`."
+        msg = f"The predictions under {key!r} have no `{'de_proba' if subtask == 'de' else 'direction_proba'}`."
         raise KeyError(msg)
     perts = [p for p in (perturbations or preds.perturbations) if p in set(data.perturbations)]
     idx = data.index(perts)
@@ -620,7 +623,7 @@ def _evaluate_labels_only(
         raise ValueError(msg)
     idx = data.index(perts)
     de = preds.de_proba[perts].to_numpy(np.float64).T
-    up = None if preds.up_proba is None else preds.up_proba[perts].to_numpy(np.float64).T
+    up = None if preds.direction_proba is None else preds.direction_proba[perts].to_numpy(np.float64).T
     fc = None if preds.logfc is None else 2.0 ** preds.logfc[perts].to_numpy(np.float64).T
     s = Scores(np.full_like(de, np.nan), de, up if up is not None else np.full_like(de, np.nan),
                fc if fc is not None else np.full_like(de, np.nan), {"de_score": "predicted de_proba"})  # fmt: skip
@@ -629,7 +632,7 @@ def _evaluate_labels_only(
     drop = [
         m
         for m, ok in (
-            ("dir", data.subtasks["direction"] and up is not None),
+            ("direction", data.subtasks["direction"] and up is not None),
             ("fc", data.subtasks["fc"] and fc is not None),
         )
         if not ok

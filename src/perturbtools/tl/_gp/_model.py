@@ -37,7 +37,7 @@ class GPModel(EmbeddingInput, PerturbationModel):
 
     Besides the posterior mean and variance, subtask predictions are derived from the predictive distribution
     ``delta ~ N(m, s^2)``: ``de_proba = P(|delta| > c * se_g)`` with ``se_g`` the gene's typical standard error of the
-    t-test and ``c`` the smallest |t| that was called a DEG in training; ``up_proba = P(delta > 0)``; ``logfc`` from
+    t-test and ``c`` the smallest |t| that was called a DEG in training; ``direction_proba = P(delta > 0)``; ``logfc`` from
     the predicted mean.
 
     Parameters
@@ -195,7 +195,7 @@ class GPModel(EmbeddingInput, PerturbationModel):
         mean = np.maximum(self.data_.control_mean + delta, 0.0)  # log1p expression is non-negative
         logfc = np.log2(fold_change(mean, self.data_.control_mean, offset=self.data_.fc_offset))
         return Predictions.from_arrays(
-            self.data_.var_names, perturbations, mean=mean, mean_var=var, de_proba=de, up_proba=up, logfc=logfc
+            self.data_.var_names, perturbations, mean=mean, mean_var=var, de_proba=de, direction_proba=up, logfc=logfc
         )
 
     def _get_state(self) -> dict[str, np.ndarray]:

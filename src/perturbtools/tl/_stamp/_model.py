@@ -302,12 +302,12 @@ class STAMP(EmbeddingInput, FineTunable, PerturbationModel):
 
         self.module_.eval()
         x = torch.from_numpy(self._embed(perturbations))
-        parts = {"de_proba": [], "up_proba": [], "logfc": []}
+        parts = {"de_proba": [], "direction_proba": [], "logfc": []}
         with torch.no_grad():  # in batches: heads 2-3 hold a (batch, genes, 128) tensor
             for start in range(0, len(x), batch_size):
                 out = self.module_(x[start : start + batch_size])
                 parts["de_proba"].append(torch.sigmoid(out["de_logit"]).numpy())
-                parts["up_proba"].append(torch.sigmoid(out["up_logit"]).numpy())
+                parts["direction_proba"].append(torch.sigmoid(out["direction_logit"]).numpy())
                 parts["logfc"].append((out["log_fc"] / np.log(2)).numpy())
         arrays = {k: np.concatenate(v) if v else np.zeros((0, len(self.data_.var_names))) for k, v in parts.items()}
         return Predictions.from_arrays(self.data_.var_names, perturbations, **arrays)

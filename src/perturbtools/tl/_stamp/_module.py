@@ -112,9 +112,9 @@ class STAMPModule(nn.Module):
             rows, genes = entries
             h = pert_part[rows] + gene_part[genes]
         feats = self.head2_body(h)
-        up_logit = self._out(self.head2_out, feats, genes)
+        direction_logit = self._out(self.head2_out, feats, genes)
         log_fc = self._out(self.head3_out, self.head3_body(feats), genes)
-        return {"de_logit": de_logit, "up_logit": up_logit, "log_fc": log_fc}
+        return {"de_logit": de_logit, "direction_logit": direction_logit, "log_fc": log_fc}
 
 
 def stamp_losses(
@@ -130,7 +130,7 @@ def stamp_losses(
     ``N_DE / n_up`` and down entries ``N_DE / (N_DE - n_up)``, normalised by the weight sum. L3: MSE of the fold
     change on true DEGs. Total ``0.1 L1 + 0.5 L2 + 0.4 L3`` (``weights``).
 
-    ``out["up_logit"]`` and ``out["log_fc"]`` are either ``(batch, n_genes)`` or flat over the DEG entries in
+    ``out["direction_logit"]`` and ``out["log_fc"]`` are either ``(batch, n_genes)`` or flat over the DEG entries in
     row-major order (``STAMPModule(x, entries=is_de.nonzero(as_tuple=True))``).
     """
     is_de = is_de.float()
@@ -140,14 +140,14 @@ def stamp_losses(
     n_de = n_mask.clamp(min=1)
     w1 = is_de * ((n_all - n_de) / n_de) / 4 + 1
     l1 = F.binary_cross_entropy_with_logits(out["de_logit"], is_de, weight=w1)
-    up_logit, log_fc = out["up_logit"], out["log_fc"]
-    if up_logit.shape == is_de.shape:
-        up_logit, log_fc = up_logit[mask], log_fc[mask]
+    direction_logit, log_fc = out["direction_logit"], out["log_fc"]
+    if direction_logit.shape == is_de.shape:
+        direction_logit, log_fc = direction_logit[mask], log_fc[mask]
     up, fc = up[mask].float(), fc[mask]
     n_up = up.sum().clamp(min=1)
     n_down = (n_mask - n_up).clamp(min=1)
     w2 = up * (n_mask / n_up) + (1 - up) * (n_mask / n_down)
-    l2 = F.binary_cross_entropy_with_logits(up_logit, up, weight=w2, reduction="sum") / w2.sum().clamp(min=1e-12)
+    l2 = F.binary_cross_entropy_with_logits(direction_logit, up, weight=w2, reduction="sum") / w2.sum().clamp(min=1e-12)
     l3 = ((torch.exp(log_fc) - fc) ** 2).sum() / n_de
     total = weights[0] * l1 + weights[1] * l2 + weights[2] * l3
     return {"l1": l1, "l2": l2, "l3": l3, "total": total}
