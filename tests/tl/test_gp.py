@@ -115,6 +115,22 @@ def test_gp_fit_predict_calibration_save_load(gp_adata, tmp_path):
     cal = pt.metrics.calibration(gp_adata, "gp", levels=(0.5, 0.9))
     # held-out perturbations: coverage of the 90% interval within 10 points of nominal
     assert abs(cal.set_index("level").loc[0.9, "coverage"] - 0.9) < 0.1
+    # by hand, with genes never expressed left out (made so here: their observed and predicted means set to 0)
+    b = gp_adata.copy()
+    dead = b.var_names[:4]
+    for key in ("deg_mean", "gp_mean"):
+        frame = b.varm[key].copy()
+        frame.loc[dead] = 0.0
+        b.varm[key] = frame
+    b.var.loc[dead, "deg_control_mean"] = 0.0
+    test = list(b.uns["gp"]["predicted"])
+    keep = ~b.var_names.isin(dead)
+    y, mu = b.varm["deg_mean"][test].to_numpy()[keep], b.varm["gp_mean"][test].to_numpy()[keep]
+    sd = np.sqrt(b.varm["gp_mean_var"][test].to_numpy()[keep])
+    got = pt.metrics.calibration(b, "gp", levels=(0.5,)).iloc[0]
+    assert got["coverage"] == pytest.approx(np.mean(np.abs(y - mu) <= 0.6744897501960817 * sd))
+    assert got["n_genes_excluded"] == 4 and got["n_entries"] == y.size
+    assert 0 <= got["coverage_ci_low"] <= got["coverage"] <= got["coverage_ci_high"] <= 1
     m.save(tmp_path / "gp")
     again = pt.tl.GPModel.load(tmp_path / "gp", gp_adata).predict(inplace=False)
     pd.testing.assert_frame_equal(again.mean, gp_adata.varm["gp_mean"])

@@ -480,16 +480,20 @@ def calibration(
     labels_key: str = "deg",
     levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95),
     perturbations: Sequence[str] | None = None,
+    expressed_only: bool = True,
+    n_boot: int = 2000,
+    rng: int = 0,
 ) -> pd.DataFrame:
-    """Coverage of central predictive intervals on held-out perturbations (needs ``{key}_mean_var``).
+    """Coverage of central Gaussian predictive intervals on held-out perturbations (needs ``{key}_mean_var``).
 
     For each level, the share of (perturbation, gene) entries whose observed mean lies in the central interval
-    ``mean ± z_{(1+level)/2} * sqrt(mean_var)``. A calibrated model has coverage close to the level.
+    ``mean ± z_{(1+level)/2} * sqrt(mean_var)``. A calibrated model has coverage close to the level. Genes never
+    expressed are left out as in :func:`interval_coverage` (``expressed_only``).
 
     Returns
     -------
-    DataFrame with columns ``level, coverage, n_entries`` and the per-perturbation spread (``coverage_ci_low``,
-    ``coverage_ci_high``: 95% t-interval over perturbations).
+    DataFrame with columns ``level, coverage, coverage_ci_low, coverage_ci_high`` (95% percentile bootstrap over
+    perturbations, within [0, 1]), ``n_entries`` and ``n_genes_excluded``.
     """
     data = LabelledData.from_adata(adata, labels_key)
     preds = read_predictions(adata, key)
@@ -499,21 +503,24 @@ def calibration(
     labelled = set(data.perturbations)
     perts = [p for p in (perturbations or preds.perturbations) if p in labelled]
     idx = data.index(perts)
-    mean = preds.mean[perts].to_numpy(np.float64).T
-    sd = np.sqrt(preds.mean_var[perts].to_numpy(np.float64).T)
-    z = np.abs(data.mean[idx] - mean) / np.where(sd > 0, sd, np.nan)
+    genes = expressed_genes(data) if expressed_only else np.ones(len(data.var_names), dtype=bool)
+    mean = preds.mean[perts].to_numpy(np.float64).T[:, genes]
+    sd = np.sqrt(preds.mean_var[perts].to_numpy(np.float64).T[:, genes])
+    z = np.abs(data.mean[idx][:, genes] - mean) / np.where(sd > 0, sd, np.nan)
+    scored = np.isfinite(z)
     rows = []
     for level in levels:
         inside = z <= stats.norm.ppf(0.5 + level / 2)
-        per = np.nanmean(inside, axis=1)
-        _m, low, high, _ = mean_ci(per)
+        per = inside.sum(axis=1) / np.maximum(scored.sum(axis=1), 1)
+        _m, low, high, _ = bootstrap_ci(per[scored.any(axis=1)], n_boot=n_boot, rng=rng)
         rows.append(
             {
                 "level": level,
-                "coverage": float(np.nanmean(inside)),
+                "coverage": float(inside.sum() / scored.sum()) if scored.any() else np.nan,
                 "coverage_ci_low": low,
                 "coverage_ci_high": high,
-                "n_entries": int(np.isfinite(z).sum()),
+                "n_entries": int(scored.sum()),
+                "n_genes_excluded": int((~genes).sum()),
             }
         )
     return pd.DataFrame(rows)
