@@ -36,13 +36,24 @@ def _progress(iterable, *, show_progress_bar: bool | None, **kwargs):
     return tqdm(iterable, disable=not show, **kwargs)
 
 
+def log1p_cp10k(counts, target_sum: float = 1e4):
+    """``log1p(counts / rowsum * target_sum)`` row by row (scanpy's ``normalize_total`` then ``log1p``), in float64.
+
+    Rows are independent, so a matrix can be normalised in row chunks with the same result. Empty rows stay zero.
+    Sparse input gives CSR, dense gives an ndarray.
+    """
+    size = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+    scale = np.divide(target_sum, size, out=np.zeros_like(size), where=size > 0)
+    if sparse.issparse(counts):
+        X = sparse.csr_matrix(sparse.diags(scale) @ sparse.csr_matrix(counts, dtype=np.float64))
+        X.data = np.log1p(X.data)
+        return X
+    return np.log1p(np.asarray(counts, dtype=np.float64) * scale[:, None])
+
+
 def log_normalise(adata: AnnData) -> None:
     """Keep counts in ``layers['counts']`` and put log1p(CP10k) into ``X``."""
     counts = sparse.csr_matrix(adata.X, dtype=np.float32)
     adata.layers["counts"] = counts
-    size = np.asarray(counts.sum(axis=1)).ravel()
-    scale = np.divide(1e4, size, out=np.zeros_like(size, dtype=np.float64), where=size > 0)
-    X = sparse.diags(scale) @ counts
-    X.data = np.log1p(X.data)
-    adata.X = sparse.csr_matrix(X, dtype=np.float32)
+    adata.X = sparse.csr_matrix(log1p_cp10k(counts), dtype=np.float32)
     adata.uns["log1p"] = {"base": None}

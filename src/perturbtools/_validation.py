@@ -80,7 +80,7 @@ def _check_values(
     expect_log: bool = True,
     summary: tuple[float, float, int] | None = None,
 ) -> None:
-    """Fail on NaN/inf/negative values; warn when data look like raw counts but log data are expected.
+    """Fail on NaN/inf/negative values; warn when data look like raw counts but log data are expected, or the reverse.
 
     ``summary = (min, max, n_nonfinite)`` of the values, when already computed in another pass over ``X``.
     """
@@ -114,6 +114,13 @@ def _check_values(
             f"{where} looks like raw counts (all sampled non-zero values are integers, up to {vmax:.0f}); labels assume "
             "log-normalised data. Run `sc.pp.normalize_total(adata, target_sum=1e4); sc.pp.log1p(adata)` first "
             "(keep the counts in `adata.layers['counts']`).",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not expect_log and nonzero.size > 0 and not integers:
+        warnings.warn(
+            f"{where} does not look like raw counts (sampled non-zero values are not all integers) but "
+            "`normalize=True` log-normalises it as counts; pass `normalize=False` for log-normalised data.",
             UserWarning,
             stacklevel=3,
         )

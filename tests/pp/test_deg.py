@@ -328,3 +328,32 @@ def test_deg_counts_are_recorded_and_almost_none_warns(adata):
     with pytest.warns(UserWarning, match=r"fewer than 5 DEGs at BH-adjusted p <= 1e-300.*pval_cutoff"):
         few = pt.pp.deg_labels(adata, pval_cutoff=1e-300, copy=True)
     assert (few.uns["deg"]["n_de"] < 5).all()
+
+
+def test_counts_log_normalised_on_the_fly_equal_scanpy_normalisation(adata, tmp_path):
+    """``normalize=True`` on raw counts (in memory, backed, dask) equals labels on scanpy's normalize_total + log1p."""
+    counts = adata.copy()
+    counts.X = sparse.csr_matrix(adata.layers["counts"], dtype=np.float64)
+    del counts.layers["counts"]
+    ref = counts.copy()
+    sc.pp.normalize_total(ref, target_sum=1e4)
+    sc.pp.log1p(ref)
+    want = pt.pp.deg_labels(ref, copy=True)
+    got = pt.pp.deg_labels(counts, normalize=True, chunk_size=97, copy=True)
+    path = tmp_path / "counts.h5ad"
+    counts.write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    pt.pp.deg_labels(backed, normalize=True, chunk_size=131)
+    for labels in (got, backed):
+        for key in ("deg_scores", "deg_pvals_adj", "deg_fc", "deg_mean"):
+            np.testing.assert_allclose(labels.varm[key].to_numpy(), want.varm[key].to_numpy(), rtol=1e-6, atol=1e-9)
+        np.testing.assert_array_equal(labels.varm["deg_is_de"], want.varm["deg_is_de"])
+    assert got.uns["deg"]["params"]["normalize"] and not want.uns["deg"]["params"]["normalize"]
+    np.testing.assert_array_equal(
+        counts.X.toarray(), sparse.csr_matrix(adata.layers["counts"]).toarray()
+    )  # the counts are never overwritten
+    pb = pt.pp.pseudobulk(backed, normalize=True, chunk_size=64)
+    np.testing.assert_allclose(pb.X, pt.pp.pseudobulk(ref).X, rtol=1e-6, atol=1e-9)
+    backed.file.close()
+    with pytest.warns(UserWarning, match="does not look like raw counts"):
+        pt.pp.deg_labels(ref, normalize=True, copy=True)

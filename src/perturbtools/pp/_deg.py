@@ -11,7 +11,7 @@ import pandas as pd
 
 from .._keys import CONTROL, DELIMITER, PERTURBATION_KEY, label_keys
 from .._perturbation_labels import parse_perturbation
-from .._utils import _get_matrix
+from .._utils import _get_matrix, log1p_cp10k
 from .._validation import (
     _as_anndata,
     _check_control,
@@ -56,6 +56,7 @@ def deg_labels(
     control: str = CONTROL,
     delimiter: str = DELIMITER,
     layer: str | None = None,
+    normalize: bool = False,
     pval_cutoff: float = 0.01,
     fc_offset: float = 0.1,
     min_cells: int = 3,
@@ -115,6 +116,11 @@ def deg_labels(
         Prefix of every key written.
     copy
         Return a modified copy instead of writing into ``adata``.
+    normalize
+        ``X`` / the layer holds raw counts: log-normalise them on the fly, chunk by chunk (log1p of counts per 10,000
+        per cell, as ``sc.pp.normalize_total(target_sum=1e4)`` then ``sc.pp.log1p``), never writing them back. The
+        matrix is then always streamed in ``chunk_size`` rows. The labels equal those computed on the normalised
+        matrix.
     chunk_size
         Rows read at a time. A backed AnnData (``anndata.read_h5ad(path, backed="r")``) or a dask array in ``X`` /
         the layer is always streamed (default 10,000 rows): memory holds one chunk plus ``2 x groups x genes``
@@ -149,7 +155,7 @@ def deg_labels(
     if condition_key is not None:
         return _deg_labels_per_condition(
             adata, perturbation_key, condition_key, key_added=key_added, copy=copy,
-            kwargs={"control": control, "delimiter": delimiter, "layer": layer, "pval_cutoff": pval_cutoff,
+            kwargs={"control": control, "delimiter": delimiter, "layer": layer, "normalize": normalize, "pval_cutoff": pval_cutoff,
                     "fc_offset": fc_offset, "min_cells": min_cells, "modality": modality, "modality_key": modality_key,
                     "batch_key": batch_key},
         )  # fmt: skip
@@ -168,10 +174,11 @@ def deg_labels(
     names = np.asarray(column.cat.categories.astype(str))
     codes = column.cat.codes.to_numpy(np.int64)
     labels = None  # built lazily (only modality_key needs per-cell labels)
-    stream = {"chunk_size": chunk_size, "show_progress_bar": show_progress_bar}
+    stream = {"chunk_size": chunk_size, "show_progress_bar": show_progress_bar,
+              "transform": log1p_cp10k if normalize else None}  # fmt: skip
     moments = group_moments(X, codes, len(names), **stream)
     _check_values(
-        X, where=f"`adata.{'X' if layer is None else f'layers[{layer!r}]'}`",
+        X, where=f"`adata.{'X' if layer is None else f'layers[{layer!r}]'}`", expect_log=not normalize,
         summary=(moments.value_min, moments.value_max, moments.n_nonfinite),
     )  # fmt: skip
     ctrl = int(np.flatnonzero(names == control)[0])
@@ -242,6 +249,7 @@ def deg_labels(
             "control": control,
             "delimiter": delimiter,
             "layer": layer or "X",
+            "normalize": bool(normalize),
             "pval_cutoff": pval_cutoff,
             "fc_offset": fc_offset,
             "min_cells": min_cells,

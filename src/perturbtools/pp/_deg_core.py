@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from scipy import sparse, special
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class GroupMoments(NamedTuple):
@@ -73,7 +76,13 @@ def in_memory(X) -> bool:
 
 
 def group_moments(
-    X, codes: np.ndarray, n_groups: int, *, chunk_size: int | None = None, show_progress_bar: bool | None = None
+    X,
+    codes: np.ndarray,
+    n_groups: int,
+    *,
+    chunk_size: int | None = None,
+    show_progress_bar: bool | None = None,
+    transform: Callable | None = None,
 ) -> GroupMoments:
     """Means and unbiased variances of the rows of ``X`` grouped by ``codes`` in one pass of group sums.
 
@@ -81,13 +90,15 @@ def group_moments(
     read in place, no copy), a backed h5ad matrix (``anndata.read_h5ad(path, backed="r").X``) or a dask array: those
     are read in row chunks of ``chunk_size`` (default ``CHUNK_SIZE``), so memory holds one chunk plus the
     ``2 x groups x genes`` float64 sums. A chunk with NaN or infinite values raises an error naming its rows.
+    ``transform`` (a row-wise function, e.g. :func:`~perturbtools._utils.log1p_cp10k`) is applied to each chunk
+    as it is read, so ``X`` is always streamed then.
     """
-    if in_memory(X) and chunk_size is None:
+    if in_memory(X) and chunk_size is None and transform is None:
         return _group_moments_in_memory(X, codes, n_groups)
-    return _group_moments_streamed(X, codes, n_groups, chunk_size or CHUNK_SIZE, show_progress_bar)
+    return _group_moments_streamed(X, codes, n_groups, chunk_size or CHUNK_SIZE, show_progress_bar, transform)
 
 
-def _group_moments_streamed(X, codes, n_groups, chunk_size, show_progress_bar) -> GroupMoments:
+def _group_moments_streamed(X, codes, n_groups, chunk_size, show_progress_bar, transform=None) -> GroupMoments:
     from .._utils import _progress
 
     n_rows, n_cols = X.shape
@@ -100,6 +111,8 @@ def _group_moments_streamed(X, codes, n_groups, chunk_size, show_progress_bar) -
         block = X[start:stop]
         if hasattr(block, "compute"):  # dask: runs on whatever scheduler is active (a distributed Client too)
             block = block.compute()
+        if transform is not None:
+            block = transform(block)
         part = _group_moments_in_memory(block, codes[start:stop], n_groups)
         if part.n_nonfinite:
             msg = f"Rows {start}-{stop - 1} of the matrix contain {part.n_nonfinite} NaN or infinite values; remove or impute them first."

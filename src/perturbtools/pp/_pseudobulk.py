@@ -9,7 +9,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._keys import PERTURBATION_KEY
-from .._utils import _get_matrix
+from .._utils import _get_matrix, log1p_cp10k
 from .._validation import _as_anndata, _check_layer, _check_obs_key
 from ._deg_core import group_moments
 
@@ -22,6 +22,7 @@ def pseudobulk(
     perturbation_key: str = PERTURBATION_KEY,
     *,
     layer: str | None = None,
+    normalize: bool = False,
     func: Literal["mean", "sum"] = "mean",
     groupby: Sequence[str] = (),
     mod: str | None = None,
@@ -38,6 +39,8 @@ def pseudobulk(
         Column of ``adata.obs`` with perturbation labels.
     layer
         Layer to aggregate instead of ``.X``.
+    normalize
+        Log-normalise raw counts on the fly, chunk by chunk, as in :func:`perturbtools.pp.deg_labels`.
     func
         ``"mean"`` (for log data) or ``"sum"`` (for counts).
     groupby
@@ -62,8 +65,9 @@ def pseudobulk(
     index = pd.MultiIndex.from_frame(groups)
     codes = index.get_indexer(pd.MultiIndex.from_frame(keys))
     moments = group_moments(
-        _get_matrix(adata, layer), codes, len(groups), chunk_size=chunk_size, show_progress_bar=show_progress_bar
-    )
+        _get_matrix(adata, layer), codes, len(groups), chunk_size=chunk_size, show_progress_bar=show_progress_bar,
+        transform=log1p_cp10k if normalize else None,
+    )  # fmt: skip
     X = moments.mean if func == "mean" else moments.mean * moments.n[:, None]
     obs = groups.copy()
     obs["n_cells"] = moments.n.astype(int)
