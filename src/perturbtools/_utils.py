@@ -42,13 +42,13 @@ def log1p_cp10k(counts, target_sum: float = 1e4):
     Rows are independent, so a matrix can be normalised in row chunks with the same result. Empty rows stay zero.
     Sparse input gives CSR, dense gives an ndarray.
     """
-    size = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
-    scale = np.divide(target_sum, size, out=np.zeros_like(size), where=size > 0)
+    size = np.asarray(counts.sum(axis=1)).ravel()  # in the counts' dtype, as before 0.2 (same bits)
+    scale = np.divide(target_sum, size, out=np.zeros_like(size, dtype=np.float64), where=size > 0)
     if sparse.issparse(counts):
-        X = sparse.csr_matrix(sparse.diags(scale) @ sparse.csr_matrix(counts, dtype=np.float64))
+        X = sparse.csr_matrix(sparse.diags(scale) @ counts, dtype=np.float64)
         X.data = np.log1p(X.data)
         return X
-    return np.log1p(np.asarray(counts, dtype=np.float64) * scale[:, None])
+    return np.log1p(np.asarray(counts) * scale[:, None])
 
 
 def log_normalise(adata: AnnData) -> None:
