@@ -7,6 +7,9 @@ SD of training deltas), and the naive per-gene absolute-residual interval of the
 (``scale=None``). The GP's own Gaussian posterior intervals are scored beside them. Coverage is pooled over every
 held-out (perturbation, gene) entry of the five folds, over the genes expressed in the dataset (never-expressed genes
 are predicted exactly and covered at every level; `n_genes_excluded`); widths are mean widths of the finite intervals.
+``share_zero`` is the share of those entries whose observed mean is exactly 0 (no cell of the perturbation expresses
+the gene): their conformity scores tie, and with ties conformal coverage is only bounded below, so
+``coverage_nonzero`` (over the entries with a non-zero observed mean) is reported beside ``coverage``.
 
     PERTURBTOOLS_DATA_DIR=../shared/data python benchmarks/bench_conformal.py
 
@@ -58,6 +61,7 @@ def run(seed: int = 0) -> pd.DataFrame:
             "noncontrol_mean (naive residual)": (pt.tl.NonControlMean, None),
         }
         acc = {(m, lv): ([], []) for m in [*specs, "gp_go (Gaussian posterior)"] for lv in LEVELS}
+        nonzero = []
         # genes never expressed in this dataset are predicted exactly by every model: covered at every level by a
         # zero-width interval, they would inflate coverage (250 of the 500 genes of the K562 subset), so they are
         # left out, as `pt.metrics.interval_coverage` does by default
@@ -65,6 +69,7 @@ def run(seed: int = 0) -> pd.DataFrame:
         start = time.perf_counter()
         for train, test in folds:
             y = adata.varm["deg_mean"][test].to_numpy(np.float64)[genes]
+            nonzero.append((y != 0).ravel())
             for label, (spec, scale) in specs.items():
                 out = pt.tl.conformal_intervals(adata, spec, train=train, test=test, scale=scale, rng=seed,
                                                 inplace=False, show_progress_bar=False)  # fmt: skip
@@ -80,10 +85,12 @@ def run(seed: int = 0) -> pd.DataFrame:
                 acc["gp_go (Gaussian posterior)", lv][0].append(inside.ravel())
                 acc["gp_go (Gaussian posterior)", lv][1].append(width.ravel())
         seconds = time.perf_counter() - start
+        nz = np.concatenate(nonzero)
         for (model, lv), (inside, width) in acc.items():
             inside, width = np.concatenate(inside), np.concatenate(width)
             rows.append({
                 "dataset": name, "model": model, "level": lv, "coverage": inside.mean(),
+                "coverage_nonzero": inside[nz].mean(), "share_zero": 1 - nz.mean(),
                 "abs_error": abs(inside.mean() - lv), "mean_width": np.nanmean(width),
                 "n_infinite": int(np.isnan(width).sum()), "n_entries": inside.size, "n_perturbations": len(perts),
                 "n_genes_excluded": int((~genes).sum()),
