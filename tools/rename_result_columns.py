@@ -17,6 +17,7 @@ OLD = re.compile(r"\b(roc_auc|pr_auc)_dir(?=_|$)")
 
 
 def rename(path: Path) -> int:
+    """Rename the header of one CSV in place; 1 if it changed."""
     lines = path.read_text().splitlines(keepends=True)
     header = ",".join(OLD.sub(r"\1_direction", col) for col in lines[0].rstrip("\n").split(",")) + "\n"
     changed = header != lines[0]
