@@ -49,6 +49,24 @@ def test_coverage_on_exchangeable_data_is_nominal(method):
         assert np.mean(values) == pytest.approx(want, abs=0.02), (lv, np.mean(values))
 
 
+def test_tied_scores_make_coverage_a_lower_bound():
+    """Exchangeable but zero-inflated outcomes (like a gene no cell of most perturbations expresses): the scores of
+    the zeros tie, so split-conformal coverage exceeds nominal; over the non-zero entries it falls below."""
+    rng = np.random.default_rng(2)
+    n, q, reps = 59, 40, 600
+    inside, nonzero = [], []
+    for _ in range(reps):
+        y = np.where(rng.random((n + q, 1)) < 0.6, 0.0, rng.exponential(1.0, (n + q, 1)))
+        calib, test = y[:n], y[n:]
+        mu = 0.2  # a fixed prediction: the scores of every zero equal 0.2
+        lo, hi = split_conformal(np.full((q, 1), mu), np.ones((q, 1)), np.abs(calib - mu), 0.5)
+        inside.append((test >= lo) & (test <= hi))
+        nonzero.append(test != 0)
+    inside, nonzero = np.concatenate(inside), np.concatenate(nonzero)
+    assert inside.mean() > 0.5 + 1 / (n + 1) + 0.05  # above the no-ties upper bound level + 1 / (n + 1)
+    assert inside[nonzero].mean() < 0.5
+
+
 @pytest.fixture
 def many_perts():
     a = pt.data.synthetic(n_cells=3000, n_genes=60, n_perturbations=48, rng=3)
