@@ -212,8 +212,8 @@ def cross_validate(
     results = CVResults(per_df, pooled_df, summary, pd.DataFrame(times))
     if not inplace:
         return results
+    fold_of = {p: f for f, (_, test) in enumerate(folds) for p in test}
     for name, merged in merged_oof.items():
-        fold_of = {p: f for f, (_, test) in enumerate(folds) for p in test}
         params = {
             "model": name,
             "out_of_fold": True,

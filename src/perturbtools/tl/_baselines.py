@@ -374,7 +374,7 @@ class EmbeddingRidge(EmbeddingInput, _MeanModel):
         self, adata: AnnData, *, embedding: Any = "gene_emb", n_components: int = 50, alpha: float = 1.0, **kwargs: Any
     ) -> None:
 
-        keys = self._embedding_param(list(embedding) if isinstance(embedding, list | tuple) else [embedding])
+        keys = self._pca_embedding_param(embedding)
         super().__init__(adata, embedding=keys, n_components=n_components, alpha=alpha, **kwargs)
         self._set_pca_embedding(embedding, n_components)
 

@@ -31,13 +31,18 @@ class EmbeddingInput:
             return None if None in keys else keys
         return embedding if isinstance(embedding, str) else None
 
+    @classmethod
+    def _pca_embedding_param(cls, embedding: Any) -> list[str] | None:
+        """The hyperparameter of a PCA-reduced input: always a list of keys (``None`` when a DataFrame is among them)."""
+        return cls._embedding_param(_as_list(embedding))
+
     def _set_embedding(self, embedding: str | pd.DataFrame | None) -> None:
         # ``embedding=None`` happens only in ``load``, which restores the table from the saved state
         self.embedding_ = None if embedding is None else get_gene_embedding(self.adata, embedding)
 
     def _set_pca_embedding(self, embedding: Any, n_components: int) -> None:
         """One embedding or a list (DataFrames or keys), concatenated and reduced to ``n_components`` PCs."""
-        names = list(embedding) if isinstance(embedding, list | tuple) else [embedding]
+        names = _as_list(embedding)
         if all(n is None for n in names):
             self.embedding_ = None
             return
@@ -53,3 +58,8 @@ class EmbeddingInput:
             delimiter=self.data_.delimiter,
             aliases=self.aliases,
         )
+
+
+def _as_list(embedding: Any) -> list:
+    """One embedding (DataFrame, key or ``None``) or a list of them, as a list."""
+    return list(embedding) if isinstance(embedding, list | tuple) else [embedding]

@@ -67,7 +67,7 @@ class GPModel(EmbeddingInput, PerturbationModel):
         standardize: bool = True,
         **kwargs: Any,
     ) -> None:
-        keys = self._embedding_param(list(embedding) if isinstance(embedding, list | tuple) else [embedding])
+        keys = self._pca_embedding_param(embedding)
         super().__init__(adata, embedding=keys, n_components=n_components, standardize=standardize, **kwargs)
         self._set_pca_embedding(embedding, n_components)
 
