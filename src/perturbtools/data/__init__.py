@@ -21,7 +21,7 @@ from ._datasets import (
     replogle2022_degsets,
 )
 from ._fetch import fetch
-from ._synthetic import INTERACTIONS, synthetic
+from ._synthetic import INTERACTIONS, synthetic, write_synthetic_h5ad
 
 __all__ = [
     "INTERACTIONS",
@@ -43,4 +43,5 @@ __all__ = [
     "replogle2022",
     "replogle2022_degsets",
     "synthetic",
+    "write_synthetic_h5ad",
 ]

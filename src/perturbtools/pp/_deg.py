@@ -20,7 +20,7 @@ from .._validation import (
     _check_unique_var_names,
     _check_values,
 )
-from ._deg_core import MIN_POSITIVES, _moments, bh_adjust, fold_change, group_moments, top_masks, welch_t
+from ._deg_core import MIN_POSITIVES, _moments, group_moments, label_statistics
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -200,7 +200,7 @@ def deg_labels(
         msg = f"No perturbation in `adata.obs[{perturbation_key!r}]` besides the control has >= {min_cells} cells."
         raise ValueError(msg)
     perts = [str(p) for p in names[keep]]
-    mean_p, var_p, n_p = moments.mean[keep], moments.var[keep], moments.n[keep]
+    n_p, n_control = moments.n[keep], int(moments.n[ctrl])
     mean_c, var_c, n_c = moments.mean[ctrl], moments.var[ctrl], moments.n[ctrl]
     mean_all_c = mean_c
     n_matched = None
@@ -208,41 +208,19 @@ def deg_labels(
         mean_c, var_c, n_c, n_matched = _matched_controls(
             X, codes, len(names), adata.obs[batch_key], keep, ctrl, stream
         )
-
-    scores, pvals = welch_t(mean_p, var_p, n_p[:, None], mean_c, var_c, n_c)
-    pvals_adj = bh_adjust(pvals)
-    with np.errstate(over="ignore"):  # raw counts (already warned about) overflow expm1
-        fc = fold_change(mean_p, mean_c, offset=fc_offset)
-        logfc = np.log2(fc)
-    is_de = pvals_adj <= pval_cutoff
-    direction = np.where(is_de, np.where(fc >= 1, 1, -1), 0).astype(np.int8)
-    top20, top40, top50, large = top_masks(scores, logfc)
+    stats = label_statistics(moments, keep, (mean_c, var_c, n_c), fc_offset=fc_offset, pval_cutoff=pval_cutoff)
+    del moments  # the group sums (2 x groups x genes float64) are not needed past this point
 
     if modality_key is not None:
         labels = names[codes]
     modalities = _modalities(adata, labels, perts, modality, modality_key)
     adata = adata.copy() if copy else adata
     keys = label_keys(key_added)
-    with np.errstate(over="ignore"):
-        fc32 = fc.astype(np.float32)
-    frames = {
-        keys.mean: mean_p.astype(np.float32),
-        keys.is_de: is_de,
-        keys.direction: direction,
-        keys.fc: fc32,
-        keys.logfc: logfc.astype(np.float32),
-        keys.pvals: pvals,
-        keys.pvals_adj: pvals_adj,
-        keys.scores: scores.astype(np.float32),
-        keys.top20: top20,
-        keys.top40: top40,
-        keys.top50: top50,
-        keys.large_effect: large,
-    }
+    frames = {getattr(keys, name): values for name, values in stats.items()}
     for key, values in frames.items():
         adata.varm[key] = pd.DataFrame(values.T, index=adata.var_names, columns=perts)
     adata.var[keys.control_mean] = mean_all_c.astype(np.float32)
-    n_de = is_de.sum(axis=1).astype(int)
+    n_de = stats["is_de"].sum(axis=1).astype(int)
     adata.uns[key_added] = {
         "params": {
             "perturbation_key": perturbation_key,
@@ -261,7 +239,7 @@ def deg_labels(
         "targets": [delimiter.join(parse_perturbation(p, control=control, delimiter=delimiter)) for p in perts],
         "n_cells": n_p.astype(int),
         "n_de": n_de,
-        "n_control_cells": int(moments.n[ctrl]),
+        "n_control_cells": n_control,
         **({} if n_matched is None else {"n_control_cells_matched": n_matched}),
         "modality": modalities,
     }

@@ -56,14 +56,46 @@ def _csr_group_sums_py(indptr, indices, data, codes, n_groups, n_cols, n_chunks)
     return sums.sum(axis=0), sumsq.sum(axis=0), vmin.min(), vmax.max(), bad.sum()
 
 
+def _csr_group_sums_into_py(indptr, indices, data, codes, sums, sumsq, n_threads):
+    """Add CSR rows and their squares to ``sums`` / ``sumsq`` (groups x genes, float64) in place.
+
+    Thread ``t`` takes the groups ``g`` with ``g % n_threads == t``, so threads never share an output row and no
+    per-thread buffer is needed. Returns the smallest and largest stored value and the number of non-finite ones.
+    """
+    n_rows = len(indptr) - 1
+    vmin = np.full(n_threads, np.inf)
+    vmax = np.full(n_threads, -np.inf)
+    bad = np.zeros(n_threads, dtype=np.int64)
+    for t in _prange(n_threads):
+        lo, hi, nonfinite = np.inf, -np.inf, 0
+        for row in range(n_rows):
+            g = codes[row]
+            if g < 0 or g % n_threads != t:
+                continue
+            for k in range(indptr[row], indptr[row + 1]):
+                v = np.float64(data[k])
+                if not np.isfinite(v):
+                    nonfinite += 1
+                lo = min(lo, v)
+                hi = max(hi, v)
+                sums[g, indices[k]] += v
+                sumsq[g, indices[k]] += v * v
+        vmin[t], vmax[t], bad[t] = lo, hi, nonfinite
+    return vmin.min(), vmax.max(), bad.sum()
+
+
 try:  # numba ships with scanpy; fall back to the sparse product without it
     import numba
 
     _prange = numba.prange
     _csr_group_sums = numba.njit(parallel=True, cache=True)(_csr_group_sums_py)
+    _csr_group_sums_into = numba.njit(parallel=True, cache=True)(_csr_group_sums_into_py)
 except ImportError:  # pragma: no cover
     _prange = range
-    _csr_group_sums = None
+    _csr_group_sums = _csr_group_sums_into = None
+
+#: per-thread sum buffers larger than this (bytes) make the in-memory path add into the outputs in place instead
+_BUFFER_BYTES = 256 * 2**20
 
 
 #: rows per chunk when ``X`` is read from disk (backed h5ad) or is a dask array
@@ -102,7 +134,6 @@ def _group_moments_streamed(X, codes, n_groups, chunk_size, show_progress_bar, t
     from .._utils import _progress
 
     n_rows, n_cols = X.shape
-    n = np.zeros(n_groups)
     sums, sumsq = np.zeros((n_groups, n_cols)), np.zeros((n_groups, n_cols))
     vmin, vmax = np.inf, -np.inf
     starts = range(0, n_rows, chunk_size)
@@ -113,23 +144,41 @@ def _group_moments_streamed(X, codes, n_groups, chunk_size, show_progress_bar, t
             block = block.compute()
         if transform is not None:
             block = transform(block)
-        part = _group_moments_in_memory(block, codes[start:stop], n_groups)
-        if part.n_nonfinite:
-            msg = f"Rows {start}-{stop - 1} of the matrix contain {part.n_nonfinite} NaN or infinite values; remove or impute them first."
+        lo, hi, n_bad = _add_group_sums(block, codes[start:stop], sums, sumsq)
+        if n_bad:
+            msg = f"Rows {start}-{stop - 1} of the matrix contain {n_bad} NaN or infinite values; remove or impute them first."
             raise ValueError(msg)
-        n += part.n
-        sums += part.sums
-        sumsq += part.sumsq
-        if np.isfinite(part.value_min):
-            vmin, vmax = min(vmin, part.value_min), max(vmax, part.value_max)
+        if np.isfinite(lo):
+            vmin, vmax = min(vmin, lo), max(vmax, hi)
+    n = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
     return _moments(n, sums, sumsq)._replace(
         value_min=float(vmin) if np.isfinite(vmin) else np.nan, value_max=float(vmax) if np.isfinite(vmax) else np.nan
     )
 
 
+def _add_group_sums(block, codes: np.ndarray, sums: np.ndarray, sumsq: np.ndarray) -> tuple[float, float, int]:
+    """Add one chunk's group sums and sums of squares to ``sums`` / ``sumsq`` in place; its value range and NaN count."""
+    if sparse.issparse(block) and block.format == "csr" and _csr_group_sums_into is not None:
+        lo, hi, n_bad = _csr_group_sums_into(
+            block.indptr, block.indices, block.data, codes.astype(np.int64), sums, sumsq, numba.get_num_threads()
+        )
+        if block.nnz < block.shape[0] * block.shape[1]:  # implicit zeros
+            lo, hi = min(lo, 0.0), max(hi, 0.0)
+        return lo, hi, int(n_bad)
+    part = _group_moments_in_memory(block, codes, sums.shape[0])
+    sums += part.sums
+    sumsq += part.sumsq
+    return part.value_min, part.value_max, part.n_nonfinite
+
+
 def _group_moments_in_memory(X, codes: np.ndarray, n_groups: int) -> GroupMoments:
     if sparse.issparse(X) and X.format == "csr" and _csr_group_sums is not None:
         n_chunks = max(1, min(numba.get_num_threads(), X.shape[0] // 1000 or 1))
+        if n_chunks > 1 and 16 * n_chunks * n_groups * X.shape[1] > _BUFFER_BYTES:  # many groups: add in place
+            sums, sumsq = np.zeros((n_groups, X.shape[1])), np.zeros((n_groups, X.shape[1]))
+            vmin, vmax, bad = _add_group_sums(X, codes, sums, sumsq)
+            n = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
+            return _moments(n, sums, sumsq)._replace(value_min=float(vmin), value_max=float(vmax), n_nonfinite=bad)
         sums, sumsq, vmin, vmax, bad = _csr_group_sums(
             X.indptr, X.indices, X.data, codes.astype(np.int64), n_groups, X.shape[1], n_chunks
         )
@@ -256,3 +305,51 @@ def top_masks(scores: np.ndarray, logfc: np.ndarray, *, n_top40: int = 20, n_top
     top50 = mask_of(first(scores, n_top50))
     large = top50 & (np.abs(logfc) >= 1)
     return top20, top40, top50, large
+
+
+#: perturbations whose statistics are computed at a time: bounds the float64 temporaries to block x genes
+STAT_BLOCK = 512
+
+#: label statistics and the dtype each is kept in
+LABEL_DTYPES = {"mean": np.float32, "scores": np.float32, "pvals": np.float64, "pvals_adj": np.float64,
+                "fc": np.float32, "logfc": np.float32, "is_de": bool, "direction": np.int8,
+                "top20": bool, "top40": bool, "top50": bool, "large_effect": bool}  # fmt: skip
+
+
+def label_statistics(
+    moments: GroupMoments,
+    rows: np.ndarray,
+    control: tuple[np.ndarray, np.ndarray, np.ndarray | float],
+    *,
+    fc_offset: float = 0.1,
+    pval_cutoff: float = 0.05,
+    block: int = STAT_BLOCK,
+) -> dict[str, np.ndarray]:
+    """Welch t, BH-adjusted p, fold change, DE call, direction and masks of the groups ``rows`` vs a control.
+
+    ``control`` is ``(mean, var, n)`` of the control: one row for all groups, or one row per group in ``rows``
+    (batch-matched controls, with ``n`` of shape ``(len(rows), 1)``). Computed ``block`` groups at a time into arrays
+    of the dtypes in ``LABEL_DTYPES`` (perturbations x genes), so temporaries stay ``block x genes``.
+    """
+    mean_c, var_c, n_c = control
+    per_row = np.ndim(mean_c) == 2
+    out = {key: np.empty((len(rows), moments.mean.shape[1]), dtype=dtype) for key, dtype in LABEL_DTYPES.items()}
+    for lo in range(0, len(rows), block):
+        hi = min(lo + block, len(rows))
+        idx = rows[lo:hi]
+        mc, vc, nc = (mean_c[lo:hi], var_c[lo:hi], n_c[lo:hi]) if per_row else (mean_c, var_c, n_c)
+        mean_p = moments.mean[idx]
+        scores, pvals = welch_t(mean_p, moments.var[idx], moments.n[idx][:, None], mc, vc, nc)
+        pvals_adj = bh_adjust(pvals)
+        with np.errstate(over="ignore"):  # raw counts (already warned about) overflow expm1
+            fc = fold_change(mean_p, mc, offset=fc_offset)
+            logfc = np.log2(fc)
+        is_de = pvals_adj <= pval_cutoff
+        masks = top_masks(scores, logfc)
+        values = {"mean": mean_p, "scores": scores, "pvals": pvals, "pvals_adj": pvals_adj, "fc": fc, "logfc": logfc,
+                  "is_de": is_de, "direction": np.where(is_de, np.where(fc >= 1, 1, -1), 0),
+                  **dict(zip(("top20", "top40", "top50", "large_effect"), masks, strict=True))}  # fmt: skip
+        with np.errstate(over="ignore"):
+            for key, value in values.items():
+                out[key][lo:hi] = value
+    return out
