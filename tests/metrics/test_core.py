@@ -178,3 +178,46 @@ def test_distribution_distances_in_twenty_pcs_by_hand():
     few = metrics.distribution_distances(real, gen, max_cells=10).loc["A"]
     assert (few["n_real"], few["n_generated"]) == (10, 10)
     assert metrics.mmd(np.zeros((3, 2)), np.zeros((2, 2))) == 0.0  # all distances 0: the bandwidth falls back to 1
+
+
+def test_mean_ci_is_scipys_t_interval():
+    """Both ends of the interval, the count, and a single value (no interval), against scipy."""
+    v = np.array([0.3, 1.1, 0.7, 2.0, np.inf, 1.4])
+    finite = v[np.isfinite(v)]
+    low, high = stats.t.interval(0.8, len(finite) - 1, loc=finite.mean(), scale=stats.sem(finite))
+    assert metrics.mean_ci(v, level=0.8) == (pytest.approx(finite.mean()), pytest.approx(low), pytest.approx(high), 5)
+    mean, low1, high1, n1 = metrics.mean_ci(np.array([np.nan, 7.0]))
+    assert (mean, n1) == (7.0, 1) and np.isnan(low1) and np.isnan(high1)
+
+
+def test_de_overlap_breaks_ties_by_gene_order():
+    """All predictions tied: the predicted top k are the first k genes; tied true scores: the first DEGs."""
+    n = 200  # long enough that an unstable sort reorders ties
+    true_de = np.zeros(n, bool)
+    true_de[[3, 10, 150, 199]] = True
+    pred = np.zeros(n)
+    # pred top 5 = genes 0-4 (one DEG, gene 3); true top 2 of the tied DEGs = genes 3 and 10
+    assert metrics.de_overlap(true_de, np.ones(n), pred, k=5) == (pytest.approx(1 / 4), pytest.approx(1 / 5))
+    assert metrics.de_overlap(true_de, np.ones(n), pred, k=2) == (pytest.approx(0 / 2), pytest.approx(0 / 2))
+    pred[[150, 199, 3]] = 1.0  # pred top 2 = genes 3 and 150 (gene order among the tied 1.0s)
+    assert metrics.de_overlap(true_de, np.ones(n), pred, k=2) == (pytest.approx(1 / 2), pytest.approx(2 / 2))
+    assert metrics.de_overlap(true_de, np.ones(n), pred, k=3) == (pytest.approx(2 / 3), pytest.approx(3 / 3))
+
+
+def test_reliability_bins_by_hand():
+    """Equal-width bins, left-closed (the last closed), NaN entries dropped, empty bins NaN; ECE from them."""
+    p = np.array([0.0, 0.05, 0.1, 0.15, 0.5, 0.95, 1.0, np.nan, 0.3])
+    y = np.array([0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, np.nan])
+    r = metrics.reliability(y, p, n_bins=10)
+    np.testing.assert_allclose(r["bin_low"], np.arange(10) / 10)
+    np.testing.assert_allclose(r["bin_high"], np.arange(1, 11) / 10)
+    np.testing.assert_array_equal(r["count"], [2, 2, 0, 0, 0, 1, 0, 0, 0, 2])
+    np.testing.assert_allclose(r["confidence"][[0, 1, 5, 9]], [0.025, 0.125, 0.5, 0.975])
+    np.testing.assert_allclose(r["accuracy"][[0, 1, 5, 9]], [0.5, 0.5, 1.0, 1.0])
+    assert np.isnan(r["confidence"][[2, 3, 4, 6, 7, 8]]).all() and np.isnan(r["accuracy"][2])
+    want = (2 * abs(0.5 - 0.025) + 2 * abs(0.5 - 0.125) + 1 * abs(1 - 0.5) + 2 * abs(1 - 0.975)) / 7
+    assert metrics.expected_calibration_error(y, p, n_bins=10) == pytest.approx(want)
+    assert metrics.expected_calibration_error(np.array([1.0]), np.array([0.8])) == pytest.approx(0.2)
+    assert np.isnan(metrics.expected_calibration_error(np.array([np.nan]), np.array([0.4])))
+    r5 = metrics.reliability(np.array([1, 0, 1]), np.array([0.19, 0.2, 0.99]), n_bins=5)
+    np.testing.assert_array_equal(r5["count"], [1, 1, 0, 0, 1])

@@ -382,6 +382,14 @@ def test_group_sums_added_in_place_equal_numpy_group_sums(adata, monkeypatch):
         np.testing.assert_allclose(m.sumsq, want_sq, rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(m.n, np.bincount(codes[codes >= 0], minlength=n_groups))
         assert m.value_min == 0.0 and m.value_max == pytest.approx(dense[codes >= 0].max())
+    lean = group_moments(X, codes, n_groups, chunk_size=61, keep_sums=False)  # means / variances made in place
+    assert lean.sums is None and lean.sumsq is None
+    np.testing.assert_array_equal(lean.mean, streamed.mean)
+    np.testing.assert_array_equal(lean.var, streamed.var)
+    n = np.bincount(codes[codes >= 0], minlength=n_groups)
+    np.testing.assert_allclose(
+        lean.var[n > 1], [dense[codes == g].var(axis=0, ddof=1) for g in np.flatnonzero(n > 1)], atol=1e-12
+    )
 
 
 def test_statistics_in_blocks_equal_all_at_once(adata):

@@ -176,7 +176,7 @@ def deg_labels(
     labels = None  # built lazily (only modality_key needs per-cell labels)
     stream = {"chunk_size": chunk_size, "show_progress_bar": show_progress_bar,
               "transform": log1p_cp10k if normalize else None}  # fmt: skip
-    moments = group_moments(X, codes, len(names), **stream)
+    moments = group_moments(X, codes, len(names), keep_sums=False, **stream)
     _check_values(
         X, where=f"`adata.{'X' if layer is None else f'layers[{layer!r}]'}`", expect_log=not normalize,
         summary=(moments.value_min, moments.value_max, moments.n_nonfinite),

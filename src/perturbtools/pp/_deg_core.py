@@ -115,22 +115,28 @@ def group_moments(
     chunk_size: int | None = None,
     show_progress_bar: bool | None = None,
     transform: Callable | None = None,
+    keep_sums: bool = True,
 ) -> GroupMoments:
     """Means and unbiased variances of the rows of ``X`` grouped by ``codes`` in one pass of group sums.
 
     Rows with a negative code are ignored; sums accumulate in float64. ``X`` may be dense or sparse in memory (CSR is
     read in place, no copy), a backed h5ad matrix (``anndata.read_h5ad(path, backed="r").X``) or a dask array: those
     are read in row chunks of ``chunk_size`` (default ``CHUNK_SIZE``), so memory holds one chunk plus the
-    ``2 x groups x genes`` float64 sums. A chunk with NaN or infinite values raises an error naming its rows.
+    ``2 x groups x genes`` float64 sums. ``keep_sums=False`` turns the sums into the means and variances in place
+    (``sums`` / ``sumsq`` are then ``None``), halving that footprint. A chunk with NaN or infinite values raises an error naming its rows.
     ``transform`` (a row-wise function, e.g. :func:`~perturbtools._utils.log1p_cp10k`) is applied to each chunk
     as it is read, so ``X`` is always streamed then.
     """
     if in_memory(X) and chunk_size is None and transform is None:
-        return _group_moments_in_memory(X, codes, n_groups)
-    return _group_moments_streamed(X, codes, n_groups, chunk_size or CHUNK_SIZE, show_progress_bar, transform)
+        return _group_moments_in_memory(X, codes, n_groups, keep_sums=keep_sums)
+    return _group_moments_streamed(
+        X, codes, n_groups, chunk_size or CHUNK_SIZE, show_progress_bar, transform, keep_sums=keep_sums
+    )
 
 
-def _group_moments_streamed(X, codes, n_groups, chunk_size, show_progress_bar, transform=None) -> GroupMoments:
+def _group_moments_streamed(
+    X, codes, n_groups, chunk_size, show_progress_bar, transform=None, *, keep_sums=True
+) -> GroupMoments:
     from .._utils import _progress
 
     n_rows, n_cols = X.shape
@@ -151,7 +157,7 @@ def _group_moments_streamed(X, codes, n_groups, chunk_size, show_progress_bar, t
         if np.isfinite(lo):
             vmin, vmax = min(vmin, lo), max(vmax, hi)
     n = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
-    return _moments(n, sums, sumsq)._replace(
+    return _moments(n, sums, sumsq, in_place=not keep_sums)._replace(
         value_min=float(vmin) if np.isfinite(vmin) else np.nan, value_max=float(vmax) if np.isfinite(vmax) else np.nan
     )
 
@@ -171,21 +177,25 @@ def _add_group_sums(block, codes: np.ndarray, sums: np.ndarray, sumsq: np.ndarra
     return part.value_min, part.value_max, part.n_nonfinite
 
 
-def _group_moments_in_memory(X, codes: np.ndarray, n_groups: int) -> GroupMoments:
+def _group_moments_in_memory(X, codes: np.ndarray, n_groups: int, *, keep_sums: bool = True) -> GroupMoments:
     if sparse.issparse(X) and X.format == "csr" and _csr_group_sums is not None:
         n_chunks = max(1, min(numba.get_num_threads(), X.shape[0] // 1000 or 1))
         if n_chunks > 1 and 16 * n_chunks * n_groups * X.shape[1] > _BUFFER_BYTES:  # many groups: add in place
             sums, sumsq = np.zeros((n_groups, X.shape[1])), np.zeros((n_groups, X.shape[1]))
             vmin, vmax, bad = _add_group_sums(X, codes, sums, sumsq)
             n = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
-            return _moments(n, sums, sumsq)._replace(value_min=float(vmin), value_max=float(vmax), n_nonfinite=bad)
+            return _moments(n, sums, sumsq, in_place=not keep_sums)._replace(
+                value_min=float(vmin), value_max=float(vmax), n_nonfinite=bad
+            )
         sums, sumsq, vmin, vmax, bad = _csr_group_sums(
             X.indptr, X.indices, X.data, codes.astype(np.int64), n_groups, X.shape[1], n_chunks
         )
         n = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
         if X.nnz < X.shape[0] * X.shape[1]:  # implicit zeros
             vmin, vmax = min(vmin, 0.0), max(vmax, 0.0)
-        return _moments(n, sums, sumsq)._replace(value_min=float(vmin), value_max=float(vmax), n_nonfinite=int(bad))
+        return _moments(n, sums, sumsq, in_place=not keep_sums)._replace(
+            value_min=float(vmin), value_max=float(vmax), n_nonfinite=int(bad)
+        )
     keep = codes >= 0
     rows = codes[keep]
     cols = np.flatnonzero(keep)
@@ -207,14 +217,21 @@ def _group_moments_in_memory(X, codes: np.ndarray, n_groups: int) -> GroupMoment
     n_bad = int(values.size - finite.sum())
     vmin = float(values[finite].min()) if finite.any() else np.nan
     vmax = float(values[finite].max()) if finite.any() else np.nan
-    return _moments(n, sums, sumsq)._replace(value_min=vmin, value_max=vmax, n_nonfinite=n_bad)
+    return _moments(n, sums, sumsq, in_place=not keep_sums)._replace(value_min=vmin, value_max=vmax, n_nonfinite=n_bad)
 
 
-def _moments(n: np.ndarray, sums: np.ndarray, sumsq: np.ndarray) -> GroupMoments:
+def _moments(n: np.ndarray, sums: np.ndarray, sumsq: np.ndarray, *, in_place: bool = False) -> GroupMoments:
+    """Means and unbiased variances from group sums; ``in_place`` turns ``sums`` / ``sumsq`` into them (no copy)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = sums / n[:, None]
-        var = (sumsq / n[:, None] - mean**2) * (n / (n - 1))[:, None]
-    return GroupMoments(n, mean, var, sums, sumsq)
+        if not in_place:
+            mean = sums / n[:, None]
+            var = (sumsq / n[:, None] - mean**2) * (n / (n - 1))[:, None]
+            return GroupMoments(n, mean, var, sums, sumsq)
+        mean, var = np.divide(sums, n[:, None], out=sums), np.divide(sumsq, n[:, None], out=sumsq)
+        for lo in range(0, len(n), 256):  # mean**2 in blocks: no groups x genes temporary
+            var[lo : lo + 256] -= mean[lo : lo + 256] ** 2
+        var *= (n / (n - 1))[:, None]
+    return GroupMoments(n, mean, var)
 
 
 def welch_t(mean1, var1, n1, mean2, var2, n2) -> tuple[np.ndarray, np.ndarray]:
