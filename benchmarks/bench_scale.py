@@ -11,7 +11,7 @@ cells in random order), growing to 1,000,000 cells x 8,000 genes x 10,000 pertur
 
 Each run is a fresh subprocess that first makes a warm-up call on a tiny file (imports and numba JIT are not timed).
 Peak RSS is the process's maximum resident set (``VmHWM`` in ``/proc/self/status``, Linux), imports included. Generated files are cached in
-``--cache`` (default ``benchmarks/results/cache``, git-ignored; the 1M-cell file is about 6 GB)::
+``--cache`` (default ``benchmarks/results/cache``, git-ignored; the 1M-cell file is 6.6 GB)::
 
     python -m venv ../crispyx-venv && ../crispyx-venv/bin/pip install crispyx==0.2.2 psutil
     python benchmarks/bench_scale.py --crispyx-python ../crispyx-venv/bin/python            # all sizes

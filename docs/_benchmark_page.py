@@ -16,6 +16,16 @@ SECTIONS = [
         '`python benchmarks/bench_deg_labels.py` — `pt.pp.deg_labels` against `scanpy.tl.rank_genes_groups(method="t-test")` on the same synthetic input (warm-up call excluded, peak = traced allocations during the call). 2 CPU cores.',
     ),
     (
+        "scale_deg_labels.csv",
+        "Subtask labels at genome scale, streamed from disk, vs crispyx",
+        "`python benchmarks/bench_scale.py --crispyx-python ...` — synthetic screens from `pt.data.write_synthetic_h5ad` (CSR float32 log1p CP10k, cells in random order, 6.6 GB at 1M cells) read with `anndata.read_h5ad(path, backed=\"r\")`, 10,000 cells per chunk; crispyx 0.2.2 `t_test` in its own venv on the same file with its expression filters off; each run in a fresh process after a warm-up call; peak RSS = the process's `VmHWM`, imports included. `max_abs_t_diff_backed_vs_memory`: streamed against in-memory t statistics where the file fits; `max_abs_t_diff_vs_crispyx`: over every perturbation and gene. 2 CPU cores. The result tables themselves (12 genes x perturbations arrays, 3.0 GB at 10,000 perturbations x 8,000 genes) and the float64 group means and variances (1.3 GB) set the memory floor there; neither grows with the number of cells.",
+    ),
+    (
+        "model_cost.csv",
+        "Model cost at genome scale",
+        "`python benchmarks/bench_model_cost.py` — synthetic labelled data (perturbations x 8,000 genes, tables in the dtypes `pt.pp.deg_labels` writes), 80% of the perturbations train and 20% are predicted; each (size, model) in a fresh process; `peak_rss_mb` = the process's `VmHWM` with the data included (`data_rss_mb` once they are built); `gp_cv5` is the GP's 5-fold `bm.cross_validate` (its `fit_s` is the whole CV). 2 CPU cores, no GPU. Goal: GP 5-fold CV at 5,000 perturbations under 600 s.",
+    ),
+    (
         "real_cv_baselines.csv",
         "Baselines on real data",
         "`python benchmarks/bench_real_cv.py` — 5-fold CV over perturbations on the Norman 2019 K562 subset and Papalexi 2021 THP-1 knockouts; perturbations with GO terms.",
