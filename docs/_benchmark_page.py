@@ -23,7 +23,7 @@ SECTIONS = [
     (
         "model_cost.csv",
         "Model cost at genome scale",
-        "`python benchmarks/bench_model_cost.py` — synthetic labelled data (perturbations x 8,000 genes, tables in the dtypes `pt.pp.deg_labels` writes), 80% of the perturbations train and 20% are predicted; each (size, model) in a fresh process; `peak_rss_mb` = the process's `VmHWM` with the data included (`data_rss_mb` once they are built); `gp_cv5` is the GP's 5-fold `bm.cross_validate` (its `fit_s` is the whole CV). 2 CPU cores, no GPU. Goal: GP 5-fold CV at 5,000 perturbations under 600 s.",
+        "`python benchmarks/bench_model_cost.py` — synthetic labelled data (perturbations x 8,000 genes, tables in the dtypes `pt.pp.deg_labels` writes), 80% of the perturbations train and 20% are predicted; each (size, model) in a fresh process; `peak_rss_mb` = the process's `VmHWM` with the data included (`data_rss_mb` once they are built); `gp_cv5` is the GP's 5-fold `bm.cross_validate` (its `fit_s` is the whole CV). 2 CPU cores, no GPU. Goal: GP 5-fold CV at 5,000 perturbations under 600 s; that point and the 10,000-perturbation row are not measured yet (the 5,000-point CV was stopped after 16 min while it shared the 2 cores with a CI run, so that time says nothing).",
     ),
     (
         "real_cv_baselines.csv",
