@@ -382,6 +382,17 @@ def test_group_sums_added_in_place_equal_numpy_group_sums(adata, monkeypatch):
         np.testing.assert_allclose(m.sumsq, want_sq, rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(m.n, np.bincount(codes[codes >= 0], minlength=n_groups))
         assert m.value_min == 0.0 and m.value_max == pytest.approx(dense[codes >= 0].max())
+    full = sparse.csr_matrix(dense + 0.25)  # every entry stored: the range is that of the values, not of implicit 0s
+    m = group_moments(full, codes, n_groups, chunk_size=61)
+    assert m.value_min == pytest.approx(dense[codes >= 0].min() + 0.25)
+    for n_threads in (1, 3):  # threads split the groups by g % n_threads: each group added exactly once
+        sums, sumsq = np.zeros_like(want_sum), np.zeros_like(want_sq)
+        _deg_core._csr_group_sums_into(X.indptr, X.indices, X.data, codes, sums, sumsq, n_threads)
+        np.testing.assert_allclose(sums, want_sum, rtol=1e-12, atol=1e-12)
+    inf = X.copy()
+    inf.data[inf.indptr[130]] = np.inf  # row 130 (not an ignored row): a stored infinite value
+    with pytest.raises(ValueError, match=r"Rows 122-182 .* 1 NaN or infinite"):
+        group_moments(inf, codes, n_groups, chunk_size=61)
     lean = group_moments(X, codes, n_groups, chunk_size=61, keep_sums=False)  # means / variances made in place
     assert lean.sums is None and lean.sumsq is None
     np.testing.assert_array_equal(lean.mean, streamed.mean)

@@ -29,6 +29,19 @@ class GroupMoments(NamedTuple):
 MIN_POSITIVES = 5
 
 
+def _add_row_py(indptr, indices, data, row, g, sums, sumsq, lo, hi, nonfinite):
+    """Add CSR row ``row`` and its squares to row ``g`` of ``sums`` / ``sumsq``; the updated value range and NaN count."""
+    for k in range(indptr[row], indptr[row + 1]):
+        v = np.float64(data[k])
+        if not np.isfinite(v):
+            nonfinite += 1
+        lo = min(lo, v)
+        hi = max(hi, v)
+        sums[g, indices[k]] += v
+        sumsq[g, indices[k]] += v * v
+    return lo, hi, nonfinite
+
+
 def _csr_group_sums_py(indptr, indices, data, codes, n_groups, n_cols, n_chunks):
     """Group sums and sums of squares of CSR rows in one pass, accumulating in float64 (one buffer per chunk)."""
     n_rows = len(indptr) - 1
@@ -41,17 +54,10 @@ def _csr_group_sums_py(indptr, indices, data, codes, n_groups, n_cols, n_chunks)
     for c in _prange(n_chunks):
         lo, hi, nonfinite = np.inf, -np.inf, 0
         for row in range(bounds[c], bounds[c + 1]):
-            g = codes[row]
-            if g < 0:
-                continue
-            for k in range(indptr[row], indptr[row + 1]):
-                v = np.float64(data[k])
-                if not np.isfinite(v):
-                    nonfinite += 1
-                lo = min(lo, v)
-                hi = max(hi, v)
-                sums[c, g, indices[k]] += v
-                sumsq[c, g, indices[k]] += v * v
+            if codes[row] >= 0:
+                lo, hi, nonfinite = _add_row(
+                    indptr, indices, data, row, codes[row], sums[c], sumsq[c], lo, hi, nonfinite
+                )
         vmin[c], vmax[c], bad[c] = lo, hi, nonfinite
     return sums.sum(axis=0), sumsq.sum(axis=0), vmin.min(), vmax.max(), bad.sum()
 
@@ -69,17 +75,8 @@ def _csr_group_sums_into_py(indptr, indices, data, codes, sums, sumsq, n_threads
     for t in _prange(n_threads):
         lo, hi, nonfinite = np.inf, -np.inf, 0
         for row in range(n_rows):
-            g = codes[row]
-            if g < 0 or g % n_threads != t:
-                continue
-            for k in range(indptr[row], indptr[row + 1]):
-                v = np.float64(data[k])
-                if not np.isfinite(v):
-                    nonfinite += 1
-                lo = min(lo, v)
-                hi = max(hi, v)
-                sums[g, indices[k]] += v
-                sumsq[g, indices[k]] += v * v
+            if codes[row] >= 0 and codes[row] % n_threads == t:
+                lo, hi, nonfinite = _add_row(indptr, indices, data, row, codes[row], sums, sumsq, lo, hi, nonfinite)
         vmin[t], vmax[t], bad[t] = lo, hi, nonfinite
     return vmin.min(), vmax.max(), bad.sum()
 
@@ -88,10 +85,12 @@ try:  # numba ships with scanpy; fall back to the sparse product without it
     import numba
 
     _prange = numba.prange
+    _add_row = numba.njit(cache=True)(_add_row_py)
     _csr_group_sums = numba.njit(parallel=True, cache=True)(_csr_group_sums_py)
     _csr_group_sums_into = numba.njit(parallel=True, cache=True)(_csr_group_sums_into_py)
 except ImportError:  # pragma: no cover
     _prange = range
+    _add_row = _add_row_py
     _csr_group_sums = _csr_group_sums_into = None
 
 #: per-thread sum buffers larger than this (bytes) make the in-memory path add into the outputs in place instead
