@@ -24,14 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+from bench_scale import rss_mb  # benchmarks/ is on the path when a script there runs
+
 HERE = Path(__file__).parent
 N_GENES = 8_000
 MODELS = ["non_control_mean", "knn", "linear", "gp", "stamp_1_epoch", "gp_cv5"]
-
-
-def _rss_mb(field: str) -> float:
-    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field))
-    return int(line.split()[1]) / 1024
 
 
 def labelled(n_perts: int, n_genes: int = N_GENES, d: int = 64, rng: int = 0):
@@ -86,7 +83,7 @@ def _worker(n_perts: int, model: str) -> None:
     import perturbtools as pt
 
     a = labelled(n_perts)
-    data_rss = _rss_mb("VmRSS")
+    data_rss = rss_mb("VmRSS")
     perts = list(a.uns["deg"]["perturbations"])
     order = np.random.default_rng(0).permutation(len(perts))
     train = [perts[i] for i in order[: int(0.8 * len(perts))]]
@@ -114,7 +111,7 @@ def _worker(n_perts: int, model: str) -> None:
         start = time.perf_counter()
         m.predict(test, inplace=False)
         row["predict_s"] = time.perf_counter() - start
-    row |= {"data_rss_mb": data_rss, "peak_rss_mb": _rss_mb("VmHWM")}
+    row |= {"data_rss_mb": data_rss, "peak_rss_mb": rss_mb()}
     print(json.dumps(row))
 
 

@@ -61,10 +61,13 @@ def _make(path: Path, n_cells: int, n_genes: int, n_perts: int) -> None:
     print(f"wrote {path.name} in {time.perf_counter() - start:.0f} s", flush=True)
 
 
-def _peak_rss_mb() -> float:
-    """This process's peak resident set (``VmHWM``; unlike ``ru_maxrss`` it is not inherited across exec)."""
-    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
-    return int(hwm.split()[1]) / 1024
+def rss_mb(field: str = "VmHWM") -> float:
+    """This process's peak (``VmHWM``) or current (``VmRSS``) resident set in MB, from ``/proc/self/status``.
+
+    Unlike ``ru_maxrss``, ``VmHWM`` is not inherited across exec, so a worker subprocess reports its own peak.
+    """
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field))
+    return int(line.split()[1]) / 1024
 
 
 def _perturbtools_worker(warm: str, path: str, mode: str, out: str, chunk_size: int) -> None:
@@ -83,7 +86,7 @@ def _perturbtools_worker(warm: str, path: str, mode: str, out: str, chunk_size: 
         a = ad.read_h5ad(path)  # reading the file into memory is part of the in-memory path's time
         pt.pp.deg_labels(a, min_cells=2)
     seconds = time.perf_counter() - start
-    rss = _peak_rss_mb()
+    rss = rss_mb()
     scores = a.varm["deg_scores"]
     np.save(out, scores.to_numpy(np.float32).T)  # perturbations x genes
     Path(out).with_suffix(".json").write_text(json.dumps(list(scores.columns)))
