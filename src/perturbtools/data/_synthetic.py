@@ -72,6 +72,11 @@ def _sample_counts(rng, rate: np.ndarray, size: int, library_size: float, disper
 
 
 def _log1p_cp10k(counts: sparse.csr_matrix) -> sparse.csr_matrix:
+    """The simulator's log1p(CP10k): the scaled counts are cast to float32 before ``log1p``.
+
+    :func:`perturbtools._utils.log1p_cp10k` takes ``log1p`` in float64; using it here would change simulated values in
+    the last float32 bit, and with them every result computed on simulated data.
+    """
     totals = np.asarray(counts.sum(axis=1)).ravel()
     X = sparse.diags(np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)) @ counts
     X = sparse.csr_matrix(X, dtype=np.float32)
