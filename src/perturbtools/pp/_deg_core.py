@@ -8,7 +8,7 @@ import numpy as np
 from scipy import sparse, special
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
 
 class GroupMoments(NamedTuple):
@@ -324,7 +324,7 @@ def top_masks(scores: np.ndarray, logfc: np.ndarray, *, n_top40: int = 20, n_top
 
 
 #: perturbations whose statistics are computed at a time: bounds the float64 temporaries to block x genes
-STAT_BLOCK = 512
+STAT_BLOCK = 128
 
 #: label statistics and the dtype each is kept in
 LABEL_DTYPES = {"mean": np.float32, "scores": np.float32, "pvals": np.float64, "pvals_adj": np.float64,
@@ -344,12 +344,34 @@ def label_statistics(
     """Welch t, BH-adjusted p, fold change, DE call, direction and masks of the groups ``rows`` vs a control.
 
     ``control`` is ``(mean, var, n)`` of the control: one row for all groups, or one row per group in ``rows``
-    (batch-matched controls, with ``n`` of shape ``(len(rows), 1)``). Computed ``block`` groups at a time into arrays
-    of the dtypes in ``LABEL_DTYPES`` (perturbations x genes), so temporaries stay ``block x genes``.
+    (batch-matched controls, with ``n`` of shape ``(len(rows), 1)``). Collects :func:`iter_label_statistics` into
+    arrays of the dtypes in ``LABEL_DTYPES`` (perturbations x genes).
+    """
+    out = {key: np.empty((len(rows), moments.mean.shape[1]), dtype=dtype) for key, dtype in LABEL_DTYPES.items()}
+    for lo, hi, values in iter_label_statistics(
+        moments, rows, control, fc_offset=fc_offset, pval_cutoff=pval_cutoff, block=block
+    ):
+        for key, value in values.items():
+            out[key][lo:hi] = value
+    return out
+
+
+def iter_label_statistics(
+    moments: GroupMoments,
+    rows: np.ndarray,
+    control: tuple[np.ndarray, np.ndarray, np.ndarray | float],
+    *,
+    fc_offset: float = 0.1,
+    pval_cutoff: float = 0.05,
+    block: int = STAT_BLOCK,
+) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
+    """The statistics of :func:`label_statistics` ``block`` groups at a time: ``(lo, hi, {name: block x genes})``.
+
+    Rows ``lo:hi`` of ``rows``, each table already in its ``LABEL_DTYPES`` dtype; the float64 temporaries stay
+    ``block x genes``, so a caller that writes each block away (to a file) never holds all perturbations x genes.
     """
     mean_c, var_c, n_c = control
     per_row = np.ndim(mean_c) == 2
-    out = {key: np.empty((len(rows), moments.mean.shape[1]), dtype=dtype) for key, dtype in LABEL_DTYPES.items()}
     for lo in range(0, len(rows), block):
         hi = min(lo + block, len(rows))
         idx = rows[lo:hi]
@@ -366,6 +388,4 @@ def label_statistics(
                   "is_de": is_de, "direction": np.where(is_de, np.where(fc >= 1, 1, -1), 0),
                   **dict(zip(("top20", "top40", "top50", "large_effect"), masks, strict=True))}  # fmt: skip
         with np.errstate(over="ignore"):
-            for key, value in values.items():
-                out[key][lo:hi] = value
-    return out
+            yield lo, hi, {key: value.astype(LABEL_DTYPES[key], copy=False) for key, value in values.items()}
