@@ -202,6 +202,10 @@ def test_de_overlap_breaks_ties_by_gene_order():
     pred[[150, 199, 3]] = 1.0  # pred top 2 = genes 3 and 150 (gene order among the tied 1.0s)
     assert metrics.de_overlap(true_de, np.ones(n), pred, k=2) == (pytest.approx(1 / 2), pytest.approx(2 / 2))
     assert metrics.de_overlap(true_de, np.ones(n), pred, k=3) == (pytest.approx(2 / 3), pytest.approx(3 / 3))
+    shared = np.argsort(-pred, kind="stable")  # a precomputed order (shared between k) gives the same result
+    assert metrics.de_overlap(true_de, np.ones(n), pred, k=3, pred_order=shared) == metrics.de_overlap(
+        true_de, np.ones(n), pred, k=3
+    )
 
 
 def test_reliability_bins_by_hand():
@@ -221,3 +225,16 @@ def test_reliability_bins_by_hand():
     assert np.isnan(metrics.expected_calibration_error(np.array([np.nan]), np.array([0.4])))
     r5 = metrics.reliability(np.array([1, 0, 1]), np.array([0.19, 0.2, 0.99]), n_bins=5)
     np.testing.assert_array_equal(r5["count"], [1, 1, 0, 0, 1])
+    # round-off just outside [0, 1] (e.g. from a calibrator) lands in the end bins
+    edge = metrics.reliability(np.array([0.0, 1.0]), np.array([-1e-12, 1 + 1e-12]), n_bins=4)
+    np.testing.assert_array_equal(edge["count"], [1, 0, 0, 1])
+
+
+def test_mean_ci_averages_float32_in_float64():
+    """Metric arrays stored as float32 are averaged in float64 (numpy's float32 mean is off in the 8th digit)."""
+    v = np.random.default_rng(0).normal(0.5, 0.2, 10_000).astype(np.float32)
+    exact = v.astype(np.float64)
+    low, high = stats.t.interval(0.95, v.size - 1, loc=exact.mean(), scale=stats.sem(exact))
+    mean, lo, hi, n = metrics.mean_ci(v)
+    assert abs(float(v.mean()) - exact.mean()) > 1e-9  # the float32 mean differs: the test can tell them apart
+    np.testing.assert_allclose([mean, lo, hi], [exact.mean(), low, high], rtol=1e-13)

@@ -96,6 +96,9 @@ def test_posterior_matches_closed_form():
         mean, var = gp.posterior(x, y, xs)
         torch.testing.assert_close(mean, Ks @ torch.linalg.solve(K, y))
         torch.testing.assert_close(var, torch.diagonal(gp.kernel(xs, xs) - Ks @ torch.linalg.solve(K, Ks.T)))
+        # fewer outputs than new inputs: the other order of the solves, the same posterior
+        mean2, _ = gp.posterior(x, y[:, :2], xs)
+        torch.testing.assert_close(mean2, Ks @ torch.linalg.solve(K, y[:, :2]))
 
 
 @pytest.fixture
@@ -225,3 +228,45 @@ def test_gp_cuda_matches_cpu(gp_adata):
     cpu = pt.tl.GPModel(a, embedding="gene_emb").fit(accelerator="cpu").predict(inplace=False)
     gpu = pt.tl.GPModel(a, embedding="gene_emb").fit(accelerator="cuda").predict(inplace=False)
     np.testing.assert_allclose(gpu.mean.to_numpy(), cpu.mean.to_numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_hyperparameters_from_a_subset_are_those_of_all_perturbations():
+    """Fitted on 300 of 900 draws from a known GP, lengthscale / variance / noise are within 10% of the full fit."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(900, 3, generator=gen, dtype=torch.float64)
+    truth = SharedRBFGP(lengthscale=1.3, variance=2.0, noise=0.2, jitter=1e-6)
+    with torch.no_grad():
+        L = torch.linalg.cholesky(truth.kernel(x, x) + 0.2 * torch.eye(900, dtype=torch.float64))
+    y = L @ torch.randn(900, 40, generator=gen, dtype=torch.float64)
+    full, _ = fit_shared_rbf(x, y, lengthscale=1.0)
+    rows = torch.from_numpy(np.sort(np.random.default_rng(0).choice(900, 300, replace=False)))
+    sub, _ = fit_shared_rbf(x[rows], y[rows], lengthscale=1.0)
+    for name in ("lengthscale", "variance", "noise"):
+        assert sub.hyperparameters[name] == pytest.approx(full.hyperparameters[name], rel=0.1), name
+    assert full.hyperparameters["lengthscale"] == pytest.approx(1.3, rel=0.1)
+
+
+def test_gp_model_fits_hyperparameters_on_a_subset_and_conditions_on_all(gp_adata):
+    perts = gp_adata.uns["deg"]["perturbations"]
+    train, test = perts[:30], perts[30:]
+    full = pt.tl.GPModel(gp_adata, n_components=6, max_fit_perturbations=None).fit(train)
+    at_limit = pt.tl.GPModel(gp_adata, n_components=6, max_fit_perturbations=30).fit(train)
+    assert at_limit.gp_.hyperparameters == full.gp_.hyperparameters  # no fewer than the training set: all of them
+    m = pt.tl.GPModel(gp_adata, n_components=6, max_fit_perturbations=12).fit(train)
+    assert m.gp_.hyperparameters != full.gp_.hyperparameters  # fitted on 12 of the 30
+    # the posterior conditions on all 30 training perturbations with those hyperparameters (textbook GP)
+    hp, data = m.gp_.hyperparameters, m.data_
+    delta = data.delta[data.index(train)]
+    y = (delta - delta.mean(0)) / m.y_scale_
+    x, xs = m._embed(train), m._embed(test)
+
+    def k(a, b):
+        return hp["variance"] * np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * hp["lengthscale"] ** 2))
+
+    K = k(x, x) + (hp["noise"] + m.gp_.jitter) * np.eye(30)
+    np.testing.assert_allclose(
+        m.predict_distribution(test)[0], k(xs, x) @ np.linalg.solve(K, y) * m.y_scale_ + delta.mean(0), rtol=1e-6,
+        atol=1e-9,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="at least 2"):
+        pt.tl.GPModel(gp_adata, n_components=6, max_fit_perturbations=1)

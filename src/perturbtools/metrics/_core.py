@@ -125,6 +125,7 @@ def de_overlap(
     pred_score: np.ndarray,
     *,
     k: int | None,
+    pred_order: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Overlap and precision at ``k`` of the predicted DEG ranking against the true DEGs of one perturbation.
 
@@ -132,13 +133,16 @@ def de_overlap(
     DEGs with the highest ``true_rank_score`` (at most ``k``). ``overlap = |pred top k ∩ true top k| / min(k,
     n_true)`` (cell-eval's ``overlap_at_N``) and ``precision = |pred top k ∩ true DEGs| / k`` (``precision_at_N``).
     ``k=None`` uses the number of true DEGs. Both NaN without true DEGs. Ties are broken by gene order (stable).
+    ``pred_order`` (``np.argsort(-pred_score, kind="stable")``) shares one sort between several ``k``.
     """
     true_de = np.asarray(true_de, dtype=bool)
     n_true = int(true_de.sum())
     if n_true == 0:
         return np.nan, np.nan
     k = n_true if k is None else min(int(k), true_de.size)
-    pred_top = np.argsort(-np.asarray(pred_score, dtype=np.float64), kind="stable")[:k]
+    if pred_order is None:
+        pred_order = np.argsort(-np.asarray(pred_score, dtype=np.float64), kind="stable")
+    pred_top = pred_order[:k]
     de_idx = np.flatnonzero(true_de)
     true_top = de_idx[np.argsort(-np.asarray(true_rank_score, dtype=np.float64)[de_idx], kind="stable")[:k]]
     overlap = np.intersect1d(pred_top, true_top).size / min(k, n_true)
@@ -170,7 +174,7 @@ def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> dict[str,
     """Reliability diagram data: equal-width probability bins on [0, 1] (the last bin closed).
 
     Returns ``{"bin_low", "bin_high", "confidence" (mean probability), "accuracy" (share of positives), "count"}``
-    per bin; empty bins hold NaN.
+    per bin; empty bins hold NaN. Round-off just outside [0, 1] falls into the end bins.
     """
     y = np.asarray(y, dtype=np.float64).ravel()
     p = np.asarray(proba, dtype=np.float64).ravel()
@@ -179,7 +183,7 @@ def reliability(y: np.ndarray, proba: np.ndarray, n_bins: int = 10) -> dict[str,
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, n_bins - 1)
     count = np.bincount(idx, minlength=n_bins).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore"):  # empty bins: 0 / 0
         conf = np.bincount(idx, weights=p, minlength=n_bins) / count
         acc = np.bincount(idx, weights=y, minlength=n_bins) / count
     return {"bin_low": edges[:-1], "bin_high": edges[1:], "confidence": conf, "accuracy": acc, "count": count}

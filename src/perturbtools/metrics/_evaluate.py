@@ -183,10 +183,11 @@ def _de_overlap_rowwise(y_de, true_direction, true_abs_t, true_fc, s: Scores) ->
     with np.errstate(divide="ignore", invalid="ignore"):
         true_lfc, pred_lfc = np.log2(true_fc), np.log2(s.fc)
     for i in range(len(y_de)):
+        order = np.argsort(-np.asarray(s.de_score[i], dtype=np.float64), kind="stable")  # one sort for every k
         for k in DE_OVERLAP_KS:
             name = "n_de" if k is None else k
             out[f"overlap_at_{name}"][i], out[f"precision_at_{name}"][i] = de_overlap(
-                y_de[i], true_abs_t[i], s.de_score[i], k=k
+                y_de[i], true_abs_t[i], s.de_score[i], k=k, pred_order=order
             )
         out["de_direction_match"][i] = direction_agreement(true_direction[i], up_sign[i])
         out["de_spearman_lfc"][i] = spearman_on(y_de[i] & np.isfinite(pred_lfc[i]), true_lfc[i], pred_lfc[i])
@@ -296,6 +297,10 @@ def evaluate_predictions(
         groups += [(g, (strata == g).to_numpy()) for g in sorted(strata.astype(str).unique())]
     for stratum, sel in groups:
         for mask_name, mask in (("all", full), ("top40", top40)):
+            if sel.all() and stratum != "all":  # one stratum holds every perturbation: the same as "all"
+                same = next(r for r in rows if r["stratum"] == "all" and r["mask"] == mask_name)
+                rows.append(same | {"stratum": stratum})
+                continue
             rows.append({"stratum": stratum, "mask": mask_name, "n_perturbations": int(sel.sum()),
                          **_pooled(y_de[sel], y_up[sel], true_fc[sel], Scores(s.mean[sel], s.de_score[sel], s.direction_score[sel], s.fc[sel], s.sources), mask[sel])})  # fmt: skip
     pooled = pd.DataFrame(rows)

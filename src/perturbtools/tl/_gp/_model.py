@@ -50,6 +50,11 @@ class GPModel(EmbeddingInput, PerturbationModel):
         Principal components of the embedding used as inputs (50 in the paper).
     standardize
         Scale outputs per gene by their training standard deviation.
+    max_fit_perturbations
+        The kernel hyperparameters are fitted on at most this many training perturbations (a random subset drawn
+        with ``rng``); the posterior then conditions on all of them. Each L-BFGS evaluation costs ``O(n^3)`` in the
+        perturbations fitted on, so above a few thousand a subset gives about the same three hyperparameters (the
+        test checks within 10% on simulated data) at a fraction of the time. ``None``: always all.
     **kwargs
         ``labels_key``, ``split_key``.
     """
@@ -65,10 +70,17 @@ class GPModel(EmbeddingInput, PerturbationModel):
         embedding: Any = "gene_emb",
         n_components: int = 50,
         standardize: bool = True,
+        max_fit_perturbations: int | None = 2_000,
         **kwargs: Any,
     ) -> None:
         keys = self._pca_embedding_param(embedding)
-        super().__init__(adata, embedding=keys, n_components=n_components, standardize=standardize, **kwargs)
+        if max_fit_perturbations is not None and max_fit_perturbations < 2:
+            msg = f"`max_fit_perturbations={max_fit_perturbations}`: fitting a kernel needs at least 2; pass None for all."
+            raise ValueError(msg)
+        super().__init__(
+            adata, embedding=keys, n_components=n_components, standardize=standardize,
+            max_fit_perturbations=max_fit_perturbations, **kwargs,
+        )  # fmt: skip
         self._set_pca_embedding(embedding, n_components)
 
     def fit(
@@ -133,11 +145,14 @@ class GPModel(EmbeddingInput, PerturbationModel):
         y = (delta - self.y_mean_) / self.y_scale_
         from scipy.spatial.distance import pdist
 
-        med = float(np.median(pdist(x))) if len(x) > 1 else 1.0
+        limit = self.init_params_.get("max_fit_perturbations")
+        sub = np.sort(rng.choice(len(x), limit, replace=False)) if limit and len(x) > limit else slice(None)
+        med = float(np.median(pdist(x[sub]))) if len(x) > 1 else 1.0
         device = resolve_device(accelerator)
         xt = torch.from_numpy(x.astype(np.float64)).to(device)
         yt = torch.from_numpy(y.astype(np.float64)).to(device)
-        gp, history = fit_shared_rbf(xt, yt, lengthscale=max(med, 1e-3), max_iter=max_epochs)
+        rows = slice(None) if isinstance(sub, slice) else torch.from_numpy(sub).to(device)
+        gp, history = fit_shared_rbf(xt[rows], yt[rows], lengthscale=max(med, 1e-3), max_iter=max_epochs)
         self.gp_ = gp.to("cpu")
         self.x_train_, self.y_train_ = xt.cpu(), yt.cpu()
         self.history_ = pd.DataFrame({"evaluation": range(len(history)), "neg_mll": history})

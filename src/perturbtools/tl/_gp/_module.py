@@ -62,8 +62,11 @@ class SharedRBFGP(nn.Module):
         """Posterior mean ``(M, G)`` and latent variance ``(M,)`` (or ``(M, M)`` covariance), shared by all outputs."""
         L = self._chol(x)
         Ks = self.kernel(x_new, x)
-        mean = Ks @ torch.cholesky_solve(y, L)
         V = torch.linalg.solve_triangular(L, Ks.T, upper=False)
+        if len(x_new) < y.shape[1]:  # K^-1 Ks' (N x M) before y: N^2 M + M N G flops instead of N^2 G
+            mean = torch.linalg.solve_triangular(L.T, V, upper=True).T @ y
+        else:
+            mean = Ks @ torch.cholesky_solve(y, L)
         if full_cov:
             return mean, self.kernel(x_new, x_new) - V.T @ V
         return mean, (torch.exp(self.log_variance) - V.pow(2).sum(0)).clamp(min=0)
