@@ -13,9 +13,14 @@ Run from the repository root (slow: about 2-20 s per mutant on 2 cores)::
     PERTURBTOOLS_DATA_DIR=../shared/data python tools/mutation_score.py metrics._core   # some modules
 
 Results accumulate in ``mutants/`` (git-ignored; mutmut re-runs only what changed). The script writes
-``tools/mutation_score.csv`` (module, mutants, killed, survived, timeout, no_tests, not_checked, score; score =
-killed / (killed + survived + timeout + no_tests), over the mutants that were checked) and
+``tools/mutation_score.csv`` (module, mutants, killed, survived, equivalent, timeout, no_tests, not_checked, checked,
+score; score = killed / (killed + survived + timeout + no_tests), over the mutants that were checked) and
 ``tools/mutation_survivors.txt`` (the surviving mutants: ``mutmut show NAME`` prints one).
+
+Equivalent mutants (the code behaves the same, so no test can kill them) are listed with the reason in
+``tools/mutation_equivalent.csv`` (``mutant,mutated_line,reason``). They count in the ``equivalent`` column, not in the
+score. An entry whose mutant no longer survives, or whose mutated line no longer matches ``mutmut show`` (the
+function was edited and the mutants renumbered), is reported as stale and counts as a survivor until re-judged.
 """
 
 from __future__ import annotations
@@ -49,20 +54,53 @@ def run(modules: list[str], max_children: int) -> None:
     subprocess.run(cmd, cwd=ROOT, env=_env(), check=False)
 
 
+def mutated_line(name: str) -> str:
+    """The added line of a mutant's diff (``mutmut show``), stripped."""
+    out = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=ROOT, capture_output=True, text=True)
+    added = [
+        line[1:].strip() for line in out.stdout.splitlines() if line.startswith("+") and not line.startswith("+++")
+    ]
+    return " ".join(added)
+
+
+def equivalent_mutants(survivors: set[str]) -> set[str]:
+    """Listed equivalent mutants that still survive with the listed mutated line; the others are reported stale."""
+    path = ROOT / "tools" / "mutation_equivalent.csv"
+    if not path.exists():
+        return set()
+    valid = set()
+    for entry in csv.DictReader(path.open()):
+        name = entry["mutant"]
+        if name not in survivors:
+            print(f"stale equivalent entry (not a survivor now): {name}")
+        elif mutated_line(name) != entry["mutated_line"].strip():
+            print(f"stale equivalent entry (mutated line changed, re-judge it): {name}")
+        else:
+            valid.add(name)
+    return valid
+
+
 def scores() -> tuple[list[dict], list[str]]:
-    """Outcome counts per mutated module, and the names of surviving mutants."""
-    rows, survivors = [], []
+    """Outcome counts per mutated module, and the names of surviving mutants that are not listed as equivalent."""
+    outcomes = {}
     for meta in sorted((ROOT / "mutants" / "src").rglob("*.py.meta")):
         module = ".".join(meta.relative_to(ROOT / "mutants" / "src").with_suffix("").with_suffix("").parts)
-        codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
-        status = Counter(STATUS.get(code, "suspicious") for code in codes.values())
-        survivors += sorted(k for k, code in codes.items() if STATUS.get(code) == "survived")
+        outcomes[module] = json.loads(meta.read_text()).get("exit_code_by_key", {})
+    survived = {k for codes in outcomes.values() for k, code in codes.items() if STATUS.get(code) == "survived"}
+    equivalent = equivalent_mutants(survived)
+    rows, survivors = [], []
+    for module, codes in outcomes.items():
+        status = Counter(
+            "equivalent" if k in equivalent else STATUS.get(code, "suspicious") for k, code in codes.items()
+        )
+        survivors += sorted(k for k, code in codes.items() if STATUS.get(code) == "survived" and k not in equivalent)
         checked = sum(n for s, n in status.items() if s != "not_checked")
         denominator = status["killed"] + status["survived"] + status["timeout"] + status["no_tests"]
         rows.append({
             "module": module, "mutants": len(codes), "killed": status["killed"], "survived": status["survived"],
-            "timeout": status["timeout"], "no_tests": status["no_tests"], "not_checked": status["not_checked"],
-            "checked": checked, "score": round(status["killed"] / denominator, 4) if denominator else float("nan"),
+            "equivalent": status["equivalent"], "timeout": status["timeout"], "no_tests": status["no_tests"],
+            "not_checked": status["not_checked"], "checked": checked,
+            "score": round(status["killed"] / denominator, 4) if denominator else float("nan"),
         })  # fmt: skip
     return rows, survivors
 

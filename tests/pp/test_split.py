@@ -58,3 +58,26 @@ def test_kfold_default_five_folds_and_leave_one_out():
     assert all(len(t) == 1 for _, t in loo)
     with pytest.raises(ValueError, match="n_splits"):
         list(pt.pp.kfold_perturbations(perts, 13))
+
+
+def test_split_boundaries_generator_seed_and_sorted_sets(labelled_adata):
+    import numpy as np
+
+    a = labelled_adata
+    n = len(a.uns["deg"]["perturbations"])  # 9
+    one_left = pt.pp.split_perturbations(a, test_size=5 / n, val_size=3 / n, copy=True).uns["split"]
+    assert (len(one_left["test"]), len(one_left["val"]), len(one_left["train"])) == (5, 3, 1)
+    with pytest.raises(ValueError, match="no training"):  # test + val == all perturbations
+        pt.pp.split_perturbations(a, test_size=6 / n, val_size=3 / n)
+    s = pt.pp.split_perturbations(a, rng=np.random.default_rng(3), copy=True).uns["split"]
+    assert s["params"]["rng"] is None  # a generator is not a reproducible seed: not recorded as one
+    for name in ("train", "val", "test"):
+        assert s[name] == sorted(s[name])
+
+
+def test_kfold_needs_two_folds_and_keeps_input_order():
+    perts = [f"P{i}" for i in "9382716450"]
+    with pytest.raises(ValueError, match="n_splits"):
+        list(pt.pp.kfold_perturbations(perts, 1))
+    for train, test in pt.pp.kfold_perturbations(perts, 3, rng=0):
+        assert train == [p for p in perts if p in train] and test == [p for p in perts if p in test]
