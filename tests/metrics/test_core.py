@@ -225,6 +225,7 @@ def test_reliability_bins_by_hand():
     assert np.isnan(metrics.expected_calibration_error(np.array([np.nan]), np.array([0.4])))
     r5 = metrics.reliability(np.array([1, 0, 1]), np.array([0.19, 0.2, 0.99]), n_bins=5)
     np.testing.assert_array_equal(r5["count"], [1, 1, 0, 0, 1])
+    assert len(metrics.reliability(y, p)["count"]) == 10  # ten bins by default
     # round-off just outside [0, 1] (e.g. from a calibrator) lands in the end bins
     edge = metrics.reliability(np.array([0.0, 1.0]), np.array([-1e-12, 1 + 1e-12]), n_bins=4)
     np.testing.assert_array_equal(edge["count"], [1, 0, 0, 1])
