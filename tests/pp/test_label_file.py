@@ -94,3 +94,17 @@ def test_more_than_5000_perturbations_fit_in_the_column_order(tmp_path):
     got = ad.read_h5ad(tmp_path / "labels.h5ad")
     assert list(got.varm["deg_scores"].columns) == perts
     np.testing.assert_array_equal(got.varm["deg_scores"].to_numpy(), values.T)
+
+
+def test_failed_close_leaves_no_file(adata, tmp_path, monkeypatch):
+    """A failure while recording `uns` (after every table is written) drops the unfinished file too."""
+    import anndata.io
+
+    def fail(*args, **kwargs):
+        msg = "cannot encode uns"
+        raise TypeError(msg)
+
+    monkeypatch.setattr(anndata.io, "write_elem", fail)
+    with pytest.raises(TypeError, match="cannot encode uns"):
+        pt.pp.deg_labels(adata, out=tmp_path / "labels.h5ad", show_progress_bar=False)
+    assert list(tmp_path.iterdir()) == []

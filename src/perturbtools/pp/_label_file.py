@@ -65,11 +65,21 @@ class LabelFileWriter:
             skeleton.varm[key] = pd.DataFrame(index=var.index)  # no columns yet: written block by block
         skeleton.write_h5ad(self.part)
         self.file = h5py.File(self.part, "r+")
+        try:
+            self._track_column_order()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _track_column_order(self) -> None:
+        """Re-create each table's group with tracked link order and record its column order.
+
+        As anndata does past 5,000 columns: the column-order attribute then goes to dense storage instead of hitting
+        HDF5's 64 kB limit on an object header message.
+        """
         order = np.array(self.perturbations, dtype=object)
         varm = self.file["varm"]
         for key in self.keys.values():
-            # re-created with tracked link order, as anndata does past 5,000 columns: the column-order attribute
-            # then goes to dense storage instead of hitting HDF5's 64 kB limit on an object header message
             table = varm.create_group(f"{key}.new", track_order=True)
             varm.copy(varm[key]["_index"], table, "_index")
             table.attrs.update(dict(varm[key].attrs))
@@ -95,12 +105,16 @@ class LabelFileWriter:
                     h5py.h5a.create(dataset, attr, _STRING, _SCALAR).write(value)
 
     def close(self, uns_key: str, uns: dict) -> None:
-        """Record ``uns[uns_key]``, then move the finished file into place."""
+        """Record ``uns[uns_key]``, then move the finished file into place (or drop it if that fails)."""
         from anndata.io import write_elem
 
-        write_elem(self.file["uns"], uns_key, uns)
-        self.file.close()
-        self.part.replace(self.path)
+        try:
+            write_elem(self.file["uns"], uns_key, uns)
+            self.file.close()
+            self.part.replace(self.path)
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
         """Drop the unfinished file (an interrupted or failed run leaves no partial labels behind)."""
