@@ -54,7 +54,9 @@ class GPModel(EmbeddingInput, PerturbationModel):
         The kernel hyperparameters are fitted on at most this many training perturbations (a random subset drawn
         with ``rng``); the posterior then conditions on all of them. Each L-BFGS evaluation costs ``O(n^3)`` in the
         perturbations fitted on, so above a few thousand a subset gives about the same three hyperparameters (the
-        test checks within 10% on simulated data) at a fraction of the time. ``None``: always all.
+        test checks within 10% on simulated data) at a fraction of the time. ``None``: always all. Above the limit
+        this departs from the paper, whose likelihood sums over every training perturbation (its largest training
+        set is 1,400, below the default, so results at the paper's scale are unchanged).
     **kwargs
         ``labels_key``, ``split_key``.
     """
