@@ -26,6 +26,16 @@ SECTIONS = [
         "`python benchmarks/bench_model_cost.py` — synthetic labelled data (perturbations x 8,000 genes, tables in the dtypes `pt.pp.deg_labels` writes), 80% of the perturbations train and 20% are predicted; each (size, model) in a fresh process; `peak_rss_mb` = the process's `VmHWM` with the data included (`data_rss_mb` once they are built); `gp_cv5` is the GP's 5-fold `bm.cross_validate` (its `fit_s` is the whole CV). 2 CPU cores, no GPU. Goal: GP 5-fold CV at 5,000 perturbations under 600 s: 253 s, met since the GP fits its kernel hyperparameters on at most 2,000 training perturbations (`max_fit_perturbations`; the posterior conditions on all) and the CV's evaluation sorts each prediction once. Before those changes the same CV took 744 s (fit alone 83 s per fold, evaluation about 60 s per fold). The `gp` and `gp_cv5` rows are from that run; the other models' rows from the previous one. The 10,000-perturbation row is not measured yet.",
     ),
     (
+        "slow_models_cv.csv",
+        "Cross-validation time of the trained models on real data",
+        "`python benchmarks/bench_slow_models.py --per-fold-scvi` — 5-fold CV over the perturbations with GO terms, the main job's budgets: the GP on GO; STAMP 150 epochs at lr 1e-3 (the reference architecture); PerturbNet (Papalexi only, it needs counts) with scVI 25 epochs trained once for all folds (`fold_independent_setup`: scVI sees every cell and no label) and the cINN early-stopped (at most 50 epochs, patience 5 on held-out training cells, lr 1e-3, batch 128). `perturbnet_go_per_fold_scvi` is the earlier protocol, scVI trained again in every fold. The GP and STAMP CVs are timed three times (median; `cv_seconds_all`), PerturbNet once. 2 CPU cores. Goals: PerturbNet under 600 s, met; STAMP within 5x the GP, not met (13x on Papalexi, 18x on K562): the GP's fit is closed-form (about 0.1 s per fold) while STAMP's 150 epochs of a 3.3M-parameter DE head take about 2 s per fold.",
+    ),
+    (
+        "perturbnet_cv_folds.csv",
+        "PerturbNet's training budget per fold",
+        "Same run. Per fold: cINN epochs run, epoch of the lowest validation NLL (1-based), whether early stopping ended training before 50 epochs, the lowest validation NLL, and the lowest within the first 8 epochs (the main job's earlier fixed budget). In every fold the early-stopped budget reaches a lower validation NLL than 8 epochs did. Validation NLLs are comparable within a protocol only (each scVI model has its own latent space).",
+    ),
+    (
         "real_cv_baselines.csv",
         "Baselines on real data",
         "`python benchmarks/bench_real_cv.py` — 5-fold CV over perturbations on the Norman 2019 K562 subset and Papalexi 2021 THP-1 knockouts; perturbations with GO terms.",

@@ -180,3 +180,24 @@ def test_latents_only_without_decoder(counts_adata, tmp_path):
     m.save(tmp_path / "pn_latent")
     loaded = pt.tl.PerturbNet.load(tmp_path / "pn_latent", counts_adata)
     pd.testing.assert_frame_equal(loaded.predict(held_out, inplace=False).mean, counts_adata.varm["perturbnet_mean"])
+
+
+def test_cross_validation_trains_scvi_once(counts_adata, monkeypatch):
+    """scVI sees no label, so the folds share one model: one training for 3 folds, and reproducible results."""
+    from perturbtools import _scvi
+
+    calls = []
+    train = _scvi.train_scvi
+    monkeypatch.setattr(_scvi, "train_scvi", lambda *a, **k: calls.append(k) or train(*a, **k))
+    spec = {"pn": (pt.tl.PerturbNet, {"representation": "embedding", "embedding": "gene_emb", "n_blocks": 2}, FAST)}
+    perts = list(counts_adata.uns["deg"]["perturbations"])
+    first = pt.bm.cross_validate(counts_adata, spec, perturbations=perts, n_splits=3, rng=0)
+    assert len(calls) == 1 and calls[0]["max_epochs"] == FAST["scvi_epochs"]
+    again = pt.bm.cross_validate(counts_adata, spec, perturbations=perts, n_splits=3, rng=0)
+    pd.testing.assert_frame_equal(first.per_perturbation, again.per_perturbation)
+    # a given scVI model is used as it is
+    given = {
+        "pn": (pt.tl.PerturbNet, {**spec["pn"][1], "scvi_model": _scvi.train_scvi(counts_adata, max_epochs=1)}, FAST)
+    }
+    pt.bm.cross_validate(counts_adata, given, perturbations=perts, n_splits=3, rng=0)
+    assert len(calls) == 3  # the two trainings of this test, none in the folds

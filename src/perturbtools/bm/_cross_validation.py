@@ -62,13 +62,24 @@ class CVResults(NamedTuple):
 
 
 def _setup(adata, models, labels_key, perturbations, n_splits, rng):
-    """Shared start of the protocols: labels, a seed drawn from ``rng``, k folds over perturbations, model specs."""
+    """Shared start of the protocols: labels, a seed drawn from ``rng``, k folds over perturbations, model specs.
+
+    Each model class's ``fold_independent_setup`` runs here, once (:meth:`~perturbtools.tl.PerturbationModel.fold_independent_setup`).
+    """
     adata = _as_anndata(adata)
     data = LabelledData.from_adata(adata, labels_key)
     perts = list(perturbations) if perturbations is not None else list(data.perturbations)
     seed = int(_as_rng(rng).integers(2**31))
     folds = list(kfold_perturbations(perts, n_splits, rng=seed))
-    return adata, data, seed, folds, {name: unpack_spec(spec) for name, spec in models.items()}
+    specs = {}
+    for name, spec in models.items():
+        cls, init_kwargs, fit_kwargs = unpack_spec(spec)
+        if hasattr(cls, "fold_independent_setup"):  # label-free work (e.g. PerturbNet's scVI) once, not per fold
+            init_kwargs, fit_kwargs = cls.fold_independent_setup(
+                adata, init_kwargs, fit_kwargs, labels_key=labels_key, seed=seed
+            )
+        specs[name] = (cls, init_kwargs, fit_kwargs)
+    return adata, data, seed, folds, specs
 
 
 def _fit_evaluate(spec, adata, data, train, test, *, labels_key, seed, model=None, keep=None, rank_pool=None):

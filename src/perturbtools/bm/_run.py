@@ -45,7 +45,7 @@ class BenchmarkConfig:
     text_embedding: bool = True
     stamp_epochs: int = 150
     stamp_lr: float = 1e-3
-    perturbnet_epochs: int = 8
+    perturbnet_epochs: int = 50  #: cINN epochs at most; early stopping (patience 5, held-out training cells) ends it
     perturbnet_lr: float = 1e-3
     scvi_epochs: int = 25
     shots: tuple[int, ...] = (0, 2, 4, 6)

@@ -127,6 +127,23 @@ class PerturbationModel(ABC):
         self.is_fitted_ = True
         return self
 
+    @classmethod
+    def fold_independent_setup(
+        cls, adata: AnnData, init_kwargs: dict[str, Any], fit_kwargs: dict[str, Any], *, labels_key: str, seed: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Work that uses no perturbation label, done once before the folds of a protocol instead of in every fold.
+
+        :func:`perturbtools.bm.cross_validate` and :func:`perturbtools.bm.learning_curve` call it once per model
+        with the model's ``__init__`` and ``fit`` arguments and build every fold's model from what it returns. A
+        family overrides it only for steps that would give every fold the same kind of result from the same data
+        (e.g. :class:`perturbtools.tl.PerturbNet` trains its unsupervised scVI once). Default: nothing.
+
+        Returns
+        -------
+        ``(init_kwargs, fit_kwargs)`` for the folds.
+        """
+        return init_kwargs, fit_kwargs
+
     def _warn_no_degs(self, train: list[str]) -> None:
         key = self.data_keys_["labels_key"]
         params = dict(self.adata.uns[key].get("params", {}))

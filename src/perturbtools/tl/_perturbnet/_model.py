@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: scVI's default training budget in :meth:`PerturbNet.fit`
+SCVI_EPOCHS = 100
+
 
 class PerturbationEncoder(Protocol):
     """Plug-in perturbation representation: target-gene tuples in, an ``(n, d)`` array out.
@@ -266,12 +269,45 @@ class PerturbNet(EmbeddingInput, Generative, PerturbationModel):
         return self.genotype_vae_.transform([self.data_.targets(p) for p in perturbations]).astype(np.float32)
 
     # ------------------------------------------------------------------ training
+    def _train_scvi(self, *, scvi_epochs: int, accelerator: str, seed: int) -> Any:
+        """Train scVI on every cell of ``adata`` (unsupervised: it sees no perturbation label)."""
+        return _scvi.train_scvi(self._cells(), layer=self._layer(), n_latent=self.init_params_["n_latent"],
+                                max_epochs=scvi_epochs, accelerator=accelerator, seed=seed)  # fmt: skip
+
+    @classmethod
+    def fold_independent_setup(
+        cls, adata: AnnData, init_kwargs: dict[str, Any], fit_kwargs: dict[str, Any], *, labels_key: str, seed: int
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Train scVI and the GenotypeVAE once for every fold of a protocol, not once per fold.
+
+        Neither sees a perturbation label (scVI learns from all cells, the GenotypeVAE from GO annotations), so no
+        fold needs its own. Each is skipped when ``init_kwargs`` already give it (``scvi_model`` or ``latent_key``;
+        ``genotype_vae``); ``scvi_epochs``, ``accelerator`` and ``genotype_vae_kwargs`` are read from ``fit_kwargs``.
+        """
+        init_kwargs = dict(init_kwargs)
+        model = cls(adata, labels_key=labels_key, **init_kwargs)
+        if init_kwargs.get("scvi_model") is None and init_kwargs.get("latent_key") is None:
+            init_kwargs["scvi_model"] = model._train_scvi(
+                scvi_epochs=fit_kwargs.get("scvi_epochs", SCVI_EPOCHS),
+                accelerator=fit_kwargs.get("accelerator", "auto"),
+                seed=seed,
+            )
+        if model.init_params_["representation"] == "genotype_vae" and init_kwargs.get("genotype_vae") is None:
+            init_kwargs["genotype_vae"] = model._train_genotype_vae(
+                fit_kwargs.get("genotype_vae_kwargs"), seed=seed, show_progress_bar=fit_kwargs.get("show_progress_bar")
+            )
+        return init_kwargs, fit_kwargs
+
+    @staticmethod
+    def _train_genotype_vae(kwargs: dict | None, *, seed: int, show_progress_bar: bool | None) -> GenotypeVAE:
+        return GenotypeVAE(n_latent=10).fit(rng=seed, show_progress_bar=show_progress_bar, **(kwargs or {}))
+
     def fit(
         self,
         perturbations: Sequence[str] | None = None,
         *,
         rng: int | np.random.Generator | None = 0,
-        scvi_epochs: int = 100,
+        scvi_epochs: int = SCVI_EPOCHS,
         genotype_vae_kwargs: dict | None = None,
         max_epochs: int = 50,
         batch_size: int = 128,
@@ -345,14 +381,14 @@ class PerturbNet(EmbeddingInput, Generative, PerturbationModel):
         seed = _torch_seed(rng)
         device = resolve_device(accelerator)
         if self.scvi_model_ is None and self.init_params_.get("latent_key") is None:
-            self.scvi_model_ = _scvi.train_scvi(self._cells(), layer=self._layer(), n_latent=self.init_params_["n_latent"],
-                                                max_epochs=scvi_epochs, accelerator=accelerator, seed=seed)  # fmt: skip
+            self.scvi_model_ = self._train_scvi(scvi_epochs=scvi_epochs, accelerator=accelerator, seed=seed)
         if self.init_params_["representation"] == "genotype_vae" and self.genotype_vae_ is None:
-            self.genotype_vae_ = GenotypeVAE(n_latent=10).fit(
-                rng=seed, show_progress_bar=show_progress_bar, **(genotype_vae_kwargs or {})
+            self.genotype_vae_ = self._train_genotype_vae(
+                genotype_vae_kwargs, seed=seed, show_progress_bar=show_progress_bar
             )
         labels = self.adata.obs[self.perturbation_key_].astype(str).to_numpy()
-        latent = self._latents()
+        with torch_seeded(seed):  # posterior samples: the same for the same seed, also with a shared scVI model
+            latent = self._latents()
         cells = np.flatnonzero(np.isin(labels, train))
         if self._uses_decoder():
             # library sizes of the training perturbations' cells only (never of held-out cells scVI also saw)
