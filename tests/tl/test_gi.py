@@ -26,12 +26,100 @@ def test_theil_sen_subsampled_is_close():
     np.testing.assert_allclose(pt.tl.theil_sen(X, y, max_subpopulation=5000), [1.0, 0.5], atol=0.02)
 
 
+@pytest.mark.parametrize("case", ["random", "mean_is_a_point", "few_iterations", "tight_tol"])
+def test_spatial_median_equals_sklearn(case):
+    """The modified Weiszfeld iteration against scikit-learn's own (``_theil_sen._spatial_median``)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model._theil_sen import _spatial_median as sk_spatial_median
+
+    from perturbtools.tl._gi_core import _spatial_median
+
+    rng = np.random.default_rng(6)
+    points = rng.standard_t(1.5, size=(200, 2))
+    kwargs = {"max_iter": 1000, "tol": 1e-3}
+    if case == "mean_is_a_point":  # the start (the mean) is a sample: the in-point branch of the step
+        points = np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0], [3.0, 1.0], [-3.0, -1.0]])
+    elif case == "few_iterations":
+        kwargs = {"max_iter": 2, "tol": 1e-12}
+    elif case == "tight_tol":
+        kwargs = {"max_iter": 1000, "tol": 1e-9}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        _, ref = sk_spatial_median(points, **kwargs)
+    np.testing.assert_allclose(_spatial_median(points, **kwargs), ref, rtol=1e-12, atol=1e-15)
+    if case == "random":  # defaults: 1,000 iterations at most, tolerance 1e-3
+        np.testing.assert_allclose(_spatial_median(points), ref, rtol=1e-12)
+
+
+def test_random_subsets_are_distinct_and_uniform():
+    """Theil-Sen's random subsets: no index twice in a subset, every ordered pair equally likely (chi-square)."""
+    from scipy.stats import chisquare
+
+    from perturbtools.tl._gi_core import _random_subsets
+
+    out = _random_subsets(np.random.default_rng(0), 3, 2, 6000)
+    assert out.shape == (6000, 2) and (out[:, 0] != out[:, 1]).all()
+    pairs = pd.Series(list(map(tuple, out.tolist()))).value_counts()
+    assert sorted(pairs.index) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+    assert chisquare(pairs.to_numpy()).pvalue > 1e-3
+    triples = _random_subsets(np.random.default_rng(1), 5, 3, 2000)
+    assert all(len(set(r)) == 3 for r in triples.tolist()) and set(np.unique(triples)) == set(range(5))
+
+
+def test_theil_sen_defaults_of_gi_scores():
+    """gi_scores_core fits with Theil-Sen's documented defaults (100,000 random subsets, seed 1000) when subsampling."""
+    rng = np.random.default_rng(3)
+    d_a, d_b = rng.normal(size=500), rng.normal(size=500)  # C(500, 2) = 124,750 subsets: more than the default cap
+    d_ab = 0.7 * d_a + 0.2 * d_b + rng.standard_t(2, size=500)
+    ref = pt.tl.theil_sen(np.column_stack([d_a, d_b]), d_ab, max_subpopulation=100_000, rng=1000)
+    got = pt.tl.gi_scores_core(d_a, d_b, d_ab)
+    np.testing.assert_allclose([got["c1"], got["c2"]], ref, rtol=1e-12)
+    assert not np.allclose(ref, pt.tl.theil_sen(np.column_stack([d_a, d_b]), d_ab, rng=1001), rtol=1e-12)
+    # a caller's subsampling settings reach the fit
+    ref = pt.tl.theil_sen(np.column_stack([d_a, d_b]), d_ab, max_subpopulation=3000, rng=7)
+    got = pt.tl.gi_scores_core(d_a, d_b, d_ab, max_subpopulation=3000, rng=7)
+    np.testing.assert_allclose([got["c1"], got["c2"]], ref, rtol=1e-12)
+
+
+def test_model_fit_is_zero_when_a_side_is_flat():
+    """Pearson model fit is 0 (not NaN) when the fitted values or the double's delta are constant."""
+    rng = np.random.default_rng(4)
+    d = rng.normal(size=60)
+    zero = np.zeros(60)
+    assert pt.tl.gi_scores_core(zero, zero, d)["model_fit"] == 0.0  # singles without effect: the fit is flat
+    flat_double = pt.tl.gi_scores_core(1 + 0.3 * d, 1 - 0.3 * d, np.ones(60))
+    assert flat_double["magnitude"] > 0 and flat_double["model_fit"] == 0.0  # the fit varies, the double does not
+
+
+def test_dcor_model_fit_and_dominance_of_a_silent_single():
+    """Norman's model fit: distance correlation of the Theil-Sen fit with the double; dominance inf when c1 = 0."""
+    rng = np.random.default_rng(5)
+    d_a, d_b = rng.normal(size=80), rng.normal(size=80)
+    d_ab = 0.6 * d_a + 0.9 * d_b + 0.3 * rng.normal(size=80)
+    got = pt.tl.gi_scores_core(d_a, d_b, d_ab, model_fit="dcor")
+    fitted = np.column_stack([d_a, d_b]) @ [got["c1"], got["c2"]]
+    assert got["model_fit"] == pytest.approx(pt.tl.distance_correlation(fitted, d_ab), rel=1e-12)
+    assert got["model_fit"] != pytest.approx(pt.tl.gi_scores_core(d_a, d_b, d_ab)["model_fit"], rel=1e-6)
+    with pytest.raises(ValueError, match="'pearson' \\(GEARS\\) or 'dcor'"):
+        pt.tl.gi_scores_core(d_a, d_b, d_ab, model_fit="spearman")
+    silent = pt.tl.gi_scores_core(np.zeros(80), d_b, 0.5 * d_b)  # no divide-by-zero warning for log10(0)
+    assert silent["c1"] == 0 and silent["dominance"] == np.inf
+
+
 def test_distance_correlation_matches_dcor():
     dcor = pytest.importorskip("dcor")
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(80, 2)), rng.normal(size=80)
     y = y + x[:, 0] ** 2
     assert pt.tl.distance_correlation(x, y) == pytest.approx(dcor.distance_correlation(x, y), rel=1e-10)
+    y2 = np.column_stack([y, rng.normal(size=80)])  # multivariate on both sides
+    assert pt.tl.distance_correlation(x, y2) == pytest.approx(dcor.distance_correlation(x, y2), rel=1e-10)
+    # computed in float64 whatever the input precision
+    x32, y32 = x.astype(np.float32), y2.astype(np.float32)
+    ref = dcor.distance_correlation(x32.astype(np.float64), y32.astype(np.float64))
+    assert pt.tl.distance_correlation(x32, y32) == pytest.approx(ref, rel=1e-12)
 
 
 def _constructed(kind, rng, n=400):
@@ -181,6 +269,84 @@ def test_gi_intervals_from_gp():
         mags = [gi_scores_core(*d.values(), draws[s, j][keep], max_subpopulation=2000)["magnitude"] for s in range(20)]
         row = iv[(iv["perturbation"] == p) & (iv["score"] == "magnitude")].iloc[0]
         np.testing.assert_allclose(row[["low", "median", "high"]].to_numpy(float), np.quantile(mags, [0.05, 0.5, 0.95]))
+
+
+def test_calibrate_samples_moves_each_marginal_to_the_given_interval():
+    """Draws of N(mean, sd) rescaled to a given central interval: empirical quantiles match; correlations kept."""
+    from scipy import stats
+
+    from perturbtools.tl._conformal_core import calibrate_samples
+
+    rng = np.random.default_rng(7)
+    mean, sd = np.array([[0.5, -1.0], [2.0, 0.0]]), np.array([[1.0, 0.2], [0.5, 3.0]])
+    lower, upper = np.array([[-2.0, -1.5], [1.0, -1.0]]), np.array([[4.0, -0.2], [2.0, 5.0]])
+    cov = np.array([[1.0, 0.8], [0.8, 1.0]])  # correlated across the two perturbations
+    z = np.einsum("ij,sjg->sig", np.linalg.cholesky(cov), rng.standard_normal((200_000, 2, 2)))
+    draws = mean[None] + sd[None] * z
+    out = calibrate_samples(draws, mean, sd, lower, upper, 0.8)
+    q = np.quantile(out, [0.1, 0.9], axis=0)
+    np.testing.assert_allclose(q[0], lower, atol=0.03 * (upper - lower).max())
+    np.testing.assert_allclose(q[1], upper, atol=0.03 * (upper - lower).max())
+    # by hand for one entry: centre + (x - mean) * half-width / (z_0.9 sd)
+    expect = (lower[1, 0] + upper[1, 0]) / 2 + (draws[:, 1, 0] - 2.0) * 0.5 / (stats.norm.ppf(0.9) * 0.5)
+    np.testing.assert_allclose(out[:, 1, 0], expect, rtol=1e-12)
+    np.testing.assert_allclose(np.corrcoef(out[:, 0, 1], out[:, 1, 1])[0, 1], 0.8, atol=0.01)
+    with pytest.raises(ValueError, match="too few calibration perturbations"):
+        calibrate_samples(draws, mean, sd, np.full((2, 2), -np.inf), upper, 0.95)
+
+
+def test_gi_intervals_with_conformal_intervals():
+    """The posterior's own interval as the 'conformal' one changes nothing; a twice as wide one widens the GI's."""
+    pytest.importorskip("torch")
+    from scipy import stats
+
+    a = pt.data.synthetic(n_cells=2000, n_genes=60, n_perturbations=10, n_doubles=8, rng=4)
+    pt.pp.deg_labels(a)
+    pt.pp.add_gene_embedding(a, a.uns["synthetic"]["gene_embedding"])
+    perts = a.uns["deg"]["perturbations"]
+    doubles = [p for p in perts if "+" in p][:2]
+    m = pt.tl.GPModel(a, n_components=6).fit([p for p in perts if p not in doubles])
+    mu, var = m.predict_distribution(doubles)
+    ctrl = a.var["deg_control_mean"].to_numpy()[None, :]
+    z = stats.norm.ppf(0.95)
+
+    def frames(k):
+        lo, hi = ctrl + mu - k * z * np.sqrt(var), ctrl + mu + k * z * np.sqrt(var)
+        return {0.9: tuple(pd.DataFrame(b.T, index=a.var_names, columns=doubles) for b in (lo, hi))}
+
+    kw = {"n_samples": 20, "max_subpopulation": 2000, "show_progress_bar": False}
+    plain = pt.tl.gi_intervals(m, doubles, **kw)
+    same = pt.tl.gi_intervals(m, doubles, conformal=frames(1.0), **kw)
+    pd.testing.assert_frame_equal(plain, same, rtol=1e-6)
+    wide = pt.tl.gi_intervals(m, doubles, conformal=frames(2.0), **kw).set_index(["perturbation", "score"])
+    plain = plain.set_index(["perturbation", "score"])
+    mag = (slice(None), "magnitude")
+    assert ((wide.loc[mag, "high"] - wide.loc[mag, "low"]) > (plain.loc[mag, "high"] - plain.loc[mag, "low"])).all()
+    with pytest.raises(KeyError, match=r"no 0\.9 interval"):
+        pt.tl.gi_intervals(m, doubles, level=0.9, conformal={0.8: frames(1.0)[0.9]}, **kw)
+    with pytest.raises(KeyError, match="no interval for"):
+        pt.tl.gi_intervals(m, doubles, conformal={0.9: tuple(f[[doubles[0]]] for f in frames(1.0)[0.9])}, **kw)
+    proba = pt.tl.gi_class_proba(m, doubles, conformal=(0.9, frames(1.0)), **kw)
+    pd.testing.assert_frame_equal(proba, pt.tl.gi_class_proba(m, doubles, **kw))
+
+
+def test_gi_interval_coverage_by_hand():
+    from scipy.stats import beta
+
+    iv = pd.DataFrame({
+        "perturbation": ["A+B", "A+C", "B+C", "A+B", "A+C", "B+C"],
+        "score": ["magnitude"] * 3 + ["model_fit"] * 3,
+        "low": [0.9, 1.2, 0.5, 0.1, 0.5, np.nan], "high": [1.1, 1.5, 0.7, 0.9, 0.8, 0.9],
+    })  # fmt: skip
+    observed = pd.DataFrame({"magnitude": [1.0, 1.1, 0.7], "model_fit": [0.95, 0.5, 0.2]}, index=["A+B", "A+C", "B+C"])
+    out = pt.tl.gi_interval_coverage({"m": iv}, observed)
+    mag, fit = out.loc[("magnitude", "m")], out.loc[("model_fit", "m")]
+    assert mag["coverage"] == pytest.approx(2 / 3) and mag["n_doubles"] == 3  # 1.0 in, 1.1 below 1.2, 0.7 on the edge
+    assert mag["ci_low"] == pytest.approx(beta.ppf(0.025, 2, 2)) and mag["ci_high"] == pytest.approx(
+        beta.ppf(0.975, 3, 1)
+    )
+    assert mag["mean_width"] == pytest.approx((0.2 + 0.3 + 0.2) / 3)
+    assert fit["coverage"] == pytest.approx(0.5) and fit["n_doubles"] == 2  # B+C has no finite interval
 
 
 def _doubles_with_deltas(c, rng, n_genes=300):

@@ -269,6 +269,7 @@ def _gi_section(
         ]
         gp = tl.GPModel(adata, embedding=embedding_key("go")).fit(rest)
         iv = tl.gi_intervals(gp, doubles, n_samples=60, max_subpopulation=20_000, show_progress_bar=False)
+        _gi_conformal_section(name, adata, gp, rest, doubles, iv, observed, report)
         wide = (
             iv[iv["score"].isin(["magnitude", "model_fit", "similarity"])]
             .assign(
@@ -288,6 +289,24 @@ def _gi_section(
             "over posterior samples (doubles unseen in training)",
             wide,
         )
+
+
+def _gi_conformal_section(name, adata, gp, train, doubles, posterior_iv, observed, report: Report) -> None:
+    """GI intervals from conformal-calibrated draws beside the GP posterior's; coverage of the observed scores."""
+    conformal = tl.conformal_intervals(
+        adata, (tl.GPModel, {"embedding": embedding_key("go")}), train=train, test=doubles, levels=[0.9],
+        inplace=False, show_progress_bar=False,
+    )  # fmt: skip
+    calibrated = tl.gi_intervals(
+        gp, doubles, n_samples=60, max_subpopulation=20_000, conformal=conformal, show_progress_bar=False
+    )
+    table = tl.gi_interval_coverage({"GP posterior": posterior_iv, "conformal (CV+)": calibrated}, observed)
+    report.table(
+        f"{name}: coverage of the observed GI scores of the {len(doubles)} unseen doubles by 90% intervals, from "
+        "the GP's posterior draws and from the same draws calibrated to the conformal intervals of expression "
+        "(`gi_intervals(..., conformal=)`); 95% Clopper-Pearson interval of the coverage over doubles",
+        table,
+    )
 
 
 def _few_shot_section(

@@ -32,6 +32,7 @@ from ._conformal import conformal_intervals
 from ._gi import (
     gi_accuracy,
     gi_class_proba,
+    gi_interval_coverage,
     gi_intervals,
     gi_precision_at_k,
     gi_precision_sets,
@@ -119,6 +120,7 @@ __all__ = [
     "gi_class_proba",
     "gi_classifier_cv",
     "gi_features",
+    "gi_interval_coverage",
     "gi_intervals",
     "gi_precision_at_k",
     "gi_precision_sets",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 
 
 def _rank(level: float, n: int, upper: bool) -> int:
@@ -66,3 +67,29 @@ def cv_plus(
     low = np.full(shape, -np.inf) if k_lo < 1 else np.partition(mu - half, k_lo - 1, axis=0)[k_lo - 1]
     high = np.full(shape, np.inf) if k_hi > n else np.partition(mu + half, k_hi - 1, axis=0)[k_hi - 1]
     return low, high
+
+
+def calibrate_samples(
+    samples: np.ndarray,
+    mean: np.ndarray,
+    sd: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    level: float,
+) -> np.ndarray:
+    """Posterior draws moved and rescaled per entry so that their central ``level`` interval is ``[lower, upper]``.
+
+    ``samples`` ``(S, M, G)`` are draws of a Gaussian posterior with marginal ``mean`` and ``sd`` ``(M, G)``; each
+    entry's draws become ``centre + (draw - mean) * half / (z sd)``, with ``centre, half`` the midpoint and half-width
+    of ``[lower, upper]`` and ``z`` the standard normal ``(1 + level) / 2`` quantile. The marginals then have the
+    given (e.g. conformal) interval; the posterior's correlations across perturbations are kept.
+    """
+    if not (np.isfinite(lower).all() and np.isfinite(upper).all()):
+        msg = (
+            f"The calibrated {level:.0%} intervals have infinite bounds: too few calibration perturbations for this "
+            "level. Use a lower `level` or more training perturbations."
+        )
+        raise ValueError(msg)
+    z = stats.norm.ppf(0.5 + level / 2)
+    factor = (upper - lower) / 2 / (z * np.maximum(sd, 1e-12))
+    return (lower + upper)[None] / 2 + (samples - mean[None]) * factor[None]

@@ -15,6 +15,7 @@ from .._predictions import read_predictions
 from .._utils import _progress
 from .._validation import _as_anndata
 from ..metrics._evaluate import prediction_scores
+from ._conformal_core import calibrate_samples
 from ._gi_core import PRECISION_SETS, SCORES, gi_scores_core
 
 if TYPE_CHECKING:
@@ -302,6 +303,40 @@ def gi_score_agreement(
     return pd.DataFrame(rows).set_index("score")
 
 
+def gi_interval_coverage(intervals: dict[str, pd.DataFrame], observed: pd.DataFrame) -> pd.DataFrame:
+    """Share of doubles whose observed GI score lies in each method's interval, with a Clopper-Pearson 95% CI.
+
+    Parameters
+    ----------
+    intervals
+        ``{method: gi_intervals output}`` (long: ``perturbation, score, low, high``).
+    observed
+        :func:`gi_scores` of the same doubles from observed expression.
+
+    Returns
+    -------
+    DataFrame indexed by (score, method): ``coverage, ci_low, ci_high, mean_width, n_doubles`` (doubles whose
+    observed score and interval are finite).
+    """
+    from scipy.stats import binomtest
+
+    rows = []
+    for method, iv in intervals.items():
+        for score, g in iv.groupby("score", sort=False):
+            g = g.set_index("perturbation")
+            obs = observed.loc[g.index, score].replace([np.inf, -np.inf], np.nan)
+            ok = obs.notna() & g["low"].notna() & g["high"].notna()
+            inside = ((obs >= g["low"]) & (obs <= g["high"]))[ok]
+            n, k = int(ok.sum()), int(inside.sum())
+            ci = binomtest(k, n).proportion_ci(method="exact") if n else None
+            rows.append({
+                "method": method, "score": score, "coverage": k / n if n else np.nan,
+                "ci_low": ci.low if ci else np.nan, "ci_high": ci.high if ci else np.nan,
+                "mean_width": float((g["high"] - g["low"])[ok].mean()) if n else np.nan, "n_doubles": n,
+            })  # fmt: skip
+    return pd.DataFrame(rows).set_index(["score", "method"]).sort_index()
+
+
 def gi_accuracy(predicted: pd.Series, labels: pd.Series | Mapping[str, str]) -> pd.Series:
     """Accuracy and macro-F1 of one class per double against published classes (over the doubles both hold)."""
     from sklearn.metrics import f1_score
@@ -331,8 +366,13 @@ def _posterior_gi_draws(
     rng: int | np.random.Generator | None,
     show_progress_bar: bool | None,
     desc: str,
+    conformal: tuple[float, Mapping] | None = None,
 ) -> pd.DataFrame:
-    """GI scores of joint posterior samples of the doubles' deltas against the observed singles (long table)."""
+    """GI scores of joint posterior samples of the doubles' deltas against the observed singles (long table).
+
+    ``conformal = (level, {level: (lower, upper)})`` (:func:`~perturbtools.tl.conformal_intervals` output, genes x
+    doubles) rescales the draws with :func:`calibrate_samples` first.
+    """
     data = model.data_
     doubles = _gi_doubles(data, doubles, set(doubles or data.perturbations))
     if not doubles:
@@ -341,6 +381,24 @@ def _posterior_gi_draws(
     labels_key = model.data_keys_["labels_key"] if hasattr(model, "data_keys_") else "deg"
     scale = _expression_scale(model.adata, data, labels_key, expression)
     samples = model.sample(doubles, n_samples, rng=rng)  # (S, M, G)
+    if conformal is not None:
+        level, intervals = conformal
+        if float(level) not in intervals:
+            msg = (
+                f"`conformal` has no {level} interval (levels {sorted(intervals)}); compute it with `levels=[{level}]`."
+            )
+            raise KeyError(msg)
+        lower, upper = intervals[float(level)]
+        missing = [d for d in doubles if d not in lower.columns]
+        if missing:
+            msg = f"`conformal` has no interval for {missing[:5]}; pass them as `test=` to `conformal_intervals`."
+            raise KeyError(msg)
+        mean_delta, var = model.predict_distribution(doubles)
+        control = data.control_mean[None, :]  # intervals are on expression means; draws are deltas
+        samples = calibrate_samples(
+            samples, mean_delta, np.sqrt(var), lower[doubles].to_numpy(np.float64).T - control,
+            upper[doubles].to_numpy(np.float64).T - control, level,
+        )  # fmt: skip
     masks = _gene_mask(data, doubles, min_mean)
     observed = dict(zip(data.perturbations, data.delta, strict=True))
     single = _single_labels(data)
@@ -367,6 +425,7 @@ def gi_intervals(
     model_fit: Literal["pearson", "dcor"] = "pearson",
     min_mean: float = 0.0,
     max_subpopulation: int = 20_000,
+    conformal: Mapping[float, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
     rng: int | np.random.Generator | None = 0,
     show_progress_bar: bool | None = None,
 ) -> pd.DataFrame:
@@ -376,6 +435,12 @@ def gi_intervals(
     (same definitions as :func:`gi_scores`); each score's central ``level`` interval and median over samples are
     reported.
 
+    With ``conformal``, the output of :func:`~perturbtools.tl.conformal_intervals` for these doubles
+    (``test=doubles``, ``inplace=False``, ``level`` among its levels), each double's and gene's draws are first
+    moved and rescaled so that their central ``level`` interval is the conformal one (``calibrate_samples``):
+    the expression uncertainty behind the GI intervals is then calibrated over held-out perturbations, not the GP's
+    own posterior, which is over-confident on the real data (``benchmarks/results/conformal_coverage.csv``).
+
     Returns
     -------
     Long DataFrame: ``perturbation, score, median, low, high``.
@@ -383,6 +448,7 @@ def gi_intervals(
     draws = _posterior_gi_draws(
         model, doubles, n_samples=n_samples, expression=expression, model_fit=model_fit, min_mean=min_mean,
         max_subpopulation=max_subpopulation, rng=rng, show_progress_bar=show_progress_bar, desc="GI intervals",
+        conformal=None if conformal is None else (level, conformal),
     )  # fmt: skip
     rows = []
     for p, g in draws.groupby("perturbation", sort=False):
@@ -402,6 +468,7 @@ def gi_class_proba(
     model_fit: Literal["pearson", "dcor"] = "pearson",
     min_mean: float = 0.0,
     max_subpopulation: int = 20_000,
+    conformal: tuple[float, Mapping[float, tuple[pd.DataFrame, pd.DataFrame]]] | None = None,
     rng: int | np.random.Generator | None = 0,
     show_progress_bar: bool | None = None,
 ) -> pd.DataFrame:
@@ -409,7 +476,9 @@ def gi_class_proba(
 
     GI scores are computed for each joint posterior sample of the doubles' deltas (as in :func:`gi_intervals`),
     each sample is classified by ``classifier`` (default :meth:`GIClassifier.default`), and the share of samples per
-    class is reported. This carries the posterior uncertainty of the expression into the class call.
+    class is reported. This carries the posterior uncertainty of the expression into the class call. With
+    ``conformal = (level, intervals)`` (``intervals`` from :func:`~perturbtools.tl.conformal_intervals`), the draws
+    are calibrated first, as in :func:`gi_intervals`.
 
     Returns
     -------
@@ -421,6 +490,7 @@ def gi_class_proba(
     draws = _posterior_gi_draws(
         model, doubles, n_samples=n_samples, expression=expression, model_fit=model_fit, min_mean=min_mean,
         max_subpopulation=max_subpopulation, rng=rng, show_progress_bar=show_progress_bar, desc="GI classes",
+        conformal=conformal,
     )  # fmt: skip
     calls = clf.predict(draws).to_numpy()
     table = pd.crosstab(draws["perturbation"].to_numpy(), calls, normalize="index")
