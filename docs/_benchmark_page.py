@@ -36,6 +36,11 @@ SECTIONS = [
         "Same run. Per fold: cINN epochs run, epoch of the lowest validation NLL (1-based), whether early stopping ended training before 50 epochs, the lowest validation NLL, and the lowest within the first 8 epochs (the main job's earlier fixed budget). In every fold the early-stopped budget reaches a lower validation NLL than 8 epochs did. Validation NLLs are comparable within a protocol only (each scVI model has its own latent space).",
     ),
     (
+        "cinn_threads.csv",
+        "PerturbNet's cINN on one or two torch threads",
+        "`python benchmarks/bench_cinn_threads.py` — seconds per cINN epoch on the Papalexi screen (about 13k training cells, 20 blocks, batch 128), mean of 2 fits, alone and with one other process keeping a core busy. 2 CPU cores. The cINN's layers are tiny: a second thread gains nothing alone and spin-waits when a core is taken, so `PerturbNet.fit` trains the cINN on one thread (`tl._torch.torch_threads`).",
+    ),
+    (
         "real_cv_baselines.csv",
         "Baselines on real data",
         "`python benchmarks/bench_real_cv.py` — 5-fold CV over perturbations on the Norman 2019 K562 subset and Papalexi 2021 THP-1 knockouts; perturbations with GO terms.",

@@ -19,6 +19,19 @@ def test_theil_sen_equals_sklearn_exhaustive():
     np.testing.assert_allclose(pt.tl.theil_sen(X, y), ref, rtol=1e-10)
 
 
+def test_theil_sen_defaults_and_precision():
+    """Subsampling defaults: 100,000 subsets, seed 1000; fits in float64 whatever the input dtype."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(500, 2))  # C(500, 2) = 124,750 subsets: subsampled
+    y = X @ [0.3, -0.6] + rng.standard_t(2, size=500)
+    default = pt.tl.theil_sen(X, y)
+    np.testing.assert_allclose(default, pt.tl.theil_sen(X, y, max_subpopulation=100_000, rng=1000), rtol=1e-12)
+    assert not np.allclose(default, pt.tl.theil_sen(X, y, max_subpopulation=100_001, rng=1000), rtol=1e-12)
+    X32, y32 = X[:100].astype(np.float32), y[:100].astype(np.float32)
+    ref = pt.tl.theil_sen(X32.astype(np.float64), y32.astype(np.float64))
+    np.testing.assert_allclose(pt.tl.theil_sen(X32, y32), ref, rtol=1e-12)
+
+
 def test_theil_sen_subsampled_is_close():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(1500, 2))
@@ -114,6 +127,7 @@ def test_distance_correlation_matches_dcor():
     x, y = rng.normal(size=(80, 2)), rng.normal(size=80)
     y = y + x[:, 0] ** 2
     assert pt.tl.distance_correlation(x, y) == pytest.approx(dcor.distance_correlation(x, y), rel=1e-10)
+    assert pt.tl.distance_correlation(np.ones(80), y) == 0.0 == dcor.distance_correlation(np.ones(80), y)
     y2 = np.column_stack([y, rng.normal(size=80)])  # multivariate on both sides
     assert pt.tl.distance_correlation(x, y2) == pytest.approx(dcor.distance_correlation(x, y2), rel=1e-10)
     # computed in float64 whatever the input precision

@@ -58,9 +58,11 @@ def _toy_go(genes, rng=0):
 
 def test_perturbnet_embedding_fit_sample_predict_save_load(counts_adata, tmp_path):
     perts = counts_adata.uns["deg"]["perturbations"]
+    threads = torch.get_num_threads()
     m = pt.tl.PerturbNet(counts_adata, representation="embedding", embedding="gene_emb", n_blocks=4).fit(
         perts[2:], **FAST
     )
+    assert torch.get_num_threads() == threads  # the cINN's one training thread is the fit's business only
     gen = m.sample(perts[:2], n_cells=30)
     assert gen.shape == (60, counts_adata.n_vars) and "X_scVI" in gen.obsm and "counts" in gen.layers
     assert np.allclose(gen.layers["counts"].data % 1, 0)

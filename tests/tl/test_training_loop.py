@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perturbtools.tl._torch import ModelSelection, fit_loop  # noqa: E402
+from perturbtools.tl._torch import ModelSelection, fit_loop, torch_threads  # noqa: E402
 
 
 class _Scalar(torch.nn.Module):
@@ -66,3 +66,15 @@ def test_torch_seeded_is_reproducible_and_restores_the_callers_state():
         b = torch.rand(3)
     torch.manual_seed(7)
     assert torch.equal(a, b) and torch.equal(a, torch.rand(3))  # the same as seeding torch by hand
+
+
+def test_torch_threads_sets_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(1):  # restored on errors too
+        raise RuntimeError
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before

@@ -34,6 +34,24 @@ def torch_seeded(seed: int, device=None):
         yield
 
 
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` intra-op CPU threads (``None``: unchanged); the caller's setting is restored after.
+
+    For models of many tiny operations (PerturbNet's cINN): one thread is as fast as two alone, and 3x faster when
+    another process competes for the cores (``benchmarks/bench_cinn_threads.py``), where threads spin-wait.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def state_to_numpy(state: dict) -> dict[str, np.ndarray]:
     """A torch ``state_dict`` as numpy arrays (saved with ``np.savez``, loaded without pickle)."""
     return {k: v.detach().cpu().numpy() for k, v in state.items()}
