@@ -81,3 +81,18 @@ def test_kfold_needs_two_folds_and_keeps_input_order():
         list(pt.pp.kfold_perturbations(perts, 1))
     for train, test in pt.pp.kfold_perturbations(perts, 3, rng=0):
         assert train == [p for p in perts if p in train] and test == [p for p in perts if p in test]
+
+
+def test_unseen_labels_with_another_control_and_delimiter():
+    """Labels such as ``A_NT`` with control ``NT``: the control token is no gene; a categorical Series ``unseen``."""
+    labels = pt.pp.unseen_labels(["A_NT", "B", "A_B", "NT"], train=["B_NT"], control="NT", delimiter="_")
+    assert labels.name == "unseen" and labels.dtype == "category"
+    assert labels.astype(str).to_dict() == {"A_NT": "1/1 unseen", "B": "0/1 unseen", "A_B": "1/2 unseen",
+                                            "NT": "0/0 unseen"}  # fmt: skip
+
+
+def test_kfold_default_seed_is_zero():
+    perts = [f"P{i}" for i in range(10)]
+    default = list(pt.pp.kfold_perturbations(perts))
+    assert default == list(pt.pp.kfold_perturbations(perts, rng=0))
+    assert default != list(pt.pp.kfold_perturbations(perts, rng=1))

@@ -32,6 +32,15 @@ def test_theil_sen_defaults_and_precision():
     np.testing.assert_allclose(pt.tl.theil_sen(X32, y32), ref, rtol=1e-12)
 
 
+def test_theil_sen_is_exhaustive_up_to_max_subpopulation():
+    """All C(n, p) subsets are used when their number equals ``max_subpopulation`` (as in scikit-learn)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(5, 2))  # C(5, 2) = 10 subsets
+    y = X @ [1.0, -2.0] + rng.standard_t(2, size=5)
+    ref = TheilSenRegressor(fit_intercept=False, max_subpopulation=10, random_state=0).fit(X, y).coef_
+    np.testing.assert_allclose(pt.tl.theil_sen(X, y, max_subpopulation=10), ref, rtol=1e-10)
+
+
 def test_theil_sen_subsampled_is_close():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(1500, 2))
@@ -39,7 +48,18 @@ def test_theil_sen_subsampled_is_close():
     np.testing.assert_allclose(pt.tl.theil_sen(X, y, max_subpopulation=5000), [1.0, 0.5], atol=0.02)
 
 
-@pytest.mark.parametrize("case", ["random", "mean_is_a_point", "few_iterations", "tight_tol"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "random",
+        "mean_is_a_point",
+        "mean_is_a_point_off_balance",
+        "mean_is_a_point_not_the_median",
+        "symmetric_pair",
+        "few_iterations",
+        "tight_tol",
+    ],
+)
 def test_spatial_median_equals_sklearn(case):
     """The modified Weiszfeld iteration against scikit-learn's own (``_theil_sen._spatial_median``)."""
     import warnings
@@ -54,6 +74,17 @@ def test_spatial_median_equals_sklearn(case):
     kwargs = {"max_iter": 1000, "tol": 1e-3}
     if case == "mean_is_a_point":  # the start (the mean) is a sample: the in-point branch of the step
         points = np.array([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 2.0], [0.0, -2.0], [3.0, 1.0], [-3.0, -1.0]])
+        points += [2.0, 3.0]  # unit vectors sum to 0: the step keeps the start, which must not be the origin
+    elif case == "mean_is_a_point_off_balance":  # the start is a sample, unit vectors sum to norm 0.68 (0 < q < 1)
+        points = np.array([[-2, 4], [-2, -2], [2, 1], [-4, -4], [-1, 3], [7, -2], [0, 0]], dtype=float) + np.array(
+            [2.0, 3.0]
+        )
+    elif case == "mean_is_a_point_not_the_median":  # unit vectors sum to norm 1.87 > 1: the step leaves the sample
+        points = np.array([[2, 2], [2, 1], [-1, 4], [4, 2], [-1, 0], [-6, -9], [0, 0]], dtype=float) + np.array(
+            [2.0, 3.0]
+        )
+    elif case == "symmetric_pair":  # the start is no sample and the unit vectors cancel: scikit-learn's fallback step
+        points = np.array([[-1.0, 0.0], [-1.0, -1.0]])  # and the fallback step starts a cycle: 1,000 iterations run
     elif case == "few_iterations":
         kwargs = {"max_iter": 2, "tol": 1e-12}
     elif case == "tight_tol":
@@ -62,7 +93,7 @@ def test_spatial_median_equals_sklearn(case):
         warnings.simplefilter("ignore", ConvergenceWarning)
         _, ref = sk_spatial_median(points, **kwargs)
     np.testing.assert_allclose(_spatial_median(points, **kwargs), ref, rtol=1e-12, atol=1e-15)
-    if case == "random":  # defaults: 1,000 iterations at most, tolerance 1e-3
+    if case in ("random", "symmetric_pair"):  # defaults: 1,000 iterations at most (the pair never converges), tol 1e-3
         np.testing.assert_allclose(_spatial_median(points), ref, rtol=1e-12)
 
 

@@ -52,8 +52,9 @@ def distribution_distances(
 ) -> pd.DataFrame:
     """Energy distance and MMD between generated and real cells of each perturbation, in a PCA space of real cells.
 
-    Both AnnData must hold log1p(CP10k) in ``X`` over the same genes. The PCA is fitted on the real cells; at most
-    ``max_cells`` cells per side are compared. As a reference scale, ``control_*`` columns give the same distances
+    Both AnnData must hold log1p(CP10k) in ``X`` over the same genes. The PCA is fitted on the real cells (at most
+    5,000, drawn at random); at most ``max_cells`` cells per side are compared, drawn at random. Every draw comes from
+    one generator seeded by ``rng``, so results are reproducible. As a reference scale, ``control_*`` columns give the same distances
     between the perturbation's real cells and the real cells labelled ``control`` (NaN where there are none).
 
     With ``etest=True``, scPerturb's E-test of generated vs real cells is added: ``e_distance`` (squared Euclidean,
