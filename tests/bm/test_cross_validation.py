@@ -160,3 +160,60 @@ def test_rank_metric_variants_by_hand(labelled_adata):
     assert per.loc["mean", "rank_out_of_fold"].mean() > 0.55  # the out-of-fold pool's bias
     other = pt.bm.cross_validate(a, models, n_splits=3, rank="fold_model", show_progress_bar=False)
     np.testing.assert_allclose(other.per_perturbation["rank"], other.per_perturbation["rank_fold_model"])
+
+
+def test_cross_validate_defaults_subset_and_progress(labelled_adata, capsys):
+    """Defaults: 5 folds, seed 0; ``perturbations=`` limits the units; the progress bar is named."""
+    perts = labelled_adata.uns["deg"]["perturbations"]
+    default = pt.bm.cross_validate(labelled_adata, {"mean": pt.tl.NonControlMean}, show_progress_bar=False)
+    assert sorted(default.per_perturbation["fold"].unique()) == [0, 1, 2, 3, 4]
+    explicit = pt.bm.cross_validate(labelled_adata, {"mean": pt.tl.NonControlMean}, n_splits=5, rng=0,
+                                    show_progress_bar=False)  # fmt: skip
+    pd.testing.assert_frame_equal(default.per_perturbation, explicit.per_perturbation)
+    other = pt.bm.cross_validate(labelled_adata, {"mean": pt.tl.NonControlMean}, rng=1, show_progress_bar=False)
+    assert not default.per_perturbation["perturbation"].equals(other.per_perturbation["perturbation"])  # other folds
+    subset = perts[:6]
+    res = pt.bm.cross_validate(labelled_adata, {"mean": pt.tl.NonControlMean}, n_splits=3, perturbations=subset,
+                               show_progress_bar=True)  # fmt: skip
+    assert sorted(res.per_perturbation["perturbation"]) == sorted(subset)
+    assert "cross-validation" in capsys.readouterr().err
+
+
+def test_cross_validate_store_messages_name_the_function(labelled_adata):
+    with pytest.warns(FutureWarning, match=r"`cross_validate\(key_added=None\)` is deprecated"):
+        pt.bm.cross_validate(labelled_adata, BASELINES, n_splits=3, key_added=None, show_progress_bar=False)
+    with pytest.raises(ValueError, match=r"`cross_validate\(inplace=True\)` needs a `key_added`"):
+        pt.bm.cross_validate(labelled_adata, BASELINES, n_splits=3, key_added=None, inplace=True)
+
+
+def test_cv_results_from_adata_default_key_and_missing_results(labelled_adata):
+    pt.bm.cross_validate(labelled_adata, {"mean": pt.tl.NonControlMean}, n_splits=3, inplace=True,
+                         show_progress_bar=False)  # fmt: skip
+    res = pt.bm.CVResults.from_adata(labelled_adata)  # key "cv" by default
+    tables = {f: labelled_adata.uns["cv"][f] for f in pt.bm.CVResults._fields}  # exactly the tables, no params
+    labelled_adata.uns["just_tables"] = tables
+    again = pt.bm.CVResults.from_adata(labelled_adata, "just_tables")
+    pd.testing.assert_frame_equal(again.summary, res.summary)
+    for key in ("nope", "partial"):
+        labelled_adata.uns["partial"] = {"summary": res.summary}
+        with pytest.raises(KeyError, match=rf"No cross-validation results in `adata.uns\['{key}'\]`"):
+            pt.bm.CVResults.from_adata(labelled_adata, key)
+
+
+def test_rank_among_a_pool_in_any_order(labelled_adata):
+    """``_rank_among`` finds each ranked perturbation's own prediction wherever it lies in the pool."""
+    from perturbtools.bm._cross_validation import _merge_predictions, _rank_among
+
+    data = pt.tl.LabelledData.from_adata(labelled_adata)
+    perts = data.perturbations
+    model = pt.tl.KNN(labelled_adata, embedding="gene_emb", k=2).fit(perts[:4])
+    first, second = model.predict(perts[:5], inplace=False), model.predict(perts[5:], inplace=False)
+    pool = _merge_predictions([first, second])
+    assert list(pool.perturbations) == perts
+    assert _merge_predictions([first]).mean.equals(first.mean)  # one part: itself
+    ranked = perts[6:8]  # not the first rows of the pool
+    got = _rank_among(pool, data, ranked)
+    pred = pool.mean[perts].to_numpy(np.float64).T - data.control_mean
+    for q, p in enumerate(ranked):
+        truth = data.mean[data.index([p])[0]] - data.control_mean
+        assert got[q] == pytest.approx(_rank_by_hand(truth, pred[perts.index(p)], pred), abs=1e-12), p

@@ -87,8 +87,9 @@ class CrisprInformedMean(NonControlMean):
     def _fit(self, train, *, rng, **kwargs):
         super()._fit(train, rng=rng)
         known = {self.data_.modality[p] for p in train} - {"unknown"}
-        # the fallback for predicted perturbations whose own modality is not in the labels (unseen ones)
-        self.modality_ = self.init_params_.get("modality") or (next(iter(known)) if len(known) == 1 else "unknown")
+        # the fallback for predicted perturbations whose own modality is not in the labels (unseen ones) when no
+        # `modality=` is given: the one modality of training, else unknown
+        self.modality_ = next(iter(known)) if len(known) == 1 else "unknown"
 
     def _modality_of(self, perturbation: str) -> str:
         """The perturbation's own modality from the labels; else ``modality=``; else the training one."""
@@ -191,7 +192,8 @@ def knn_weights(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the ``k`` nearest training rows (Euclidean) and their weights ``exp(-d_i) / sum_j exp(-d_j)``.
 
-    Weights are equal with ``weighted=False``; ``k`` is capped at the number of training rows.
+    Weights are equal with ``weighted=False``; ``k`` is capped at the number of training rows; ties in distance go to
+    the earlier training row.
     """
     # pairwise, query x train (a (query, train, d) difference array would take 8 GB at 2,000 x 8,000 x 64)
     dist = cdist(np.asarray(query, dtype=np.float64), np.asarray(train, dtype=np.float64))
@@ -316,7 +318,8 @@ class Linear(EmbeddingInput, _MeanModel):
         rows = self._gene_rows()
         usable = [i for i, p in enumerate(singles) if self.data_.targets(p)[0] in rows.index]
         if not usable:
-            logger.warning("Linear: no training single has a measured target or an `embedding=` row; predicting b.")
+            msg = "Linear: no training single has a measured target or an `embedding=` row; predicting b."
+            logger.warning(msg)
             self.W_ = np.zeros((k, rows.shape[1]))
             return
         P = rows.loc[[self.data_.targets(singles[i])[0] for i in usable]].to_numpy(np.float64)
