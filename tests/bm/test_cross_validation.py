@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 import anndata as ad
@@ -162,7 +163,7 @@ def test_rank_metric_variants_by_hand(labelled_adata):
     np.testing.assert_allclose(other.per_perturbation["rank"], other.per_perturbation["rank_fold_model"])
 
 
-def test_cross_validate_defaults_subset_and_progress(labelled_adata, capsys):
+def test_cross_validate_defaults_subset_and_progress(labelled_adata, capsys, monkeypatch):
     """Defaults: 5 folds, seed 0; ``perturbations=`` limits the units; the progress bar is named."""
     perts = labelled_adata.uns["deg"]["perturbations"]
     default = pt.bm.cross_validate(labelled_adata, {"mean": pt.tl.NonControlMean}, show_progress_bar=False)
@@ -176,7 +177,10 @@ def test_cross_validate_defaults_subset_and_progress(labelled_adata, capsys):
     res = pt.bm.cross_validate(labelled_adata, {"mean": pt.tl.NonControlMean}, n_splits=3, perturbations=subset,
                                show_progress_bar=True)  # fmt: skip
     assert sorted(res.per_perturbation["perturbation"]) == sorted(subset)
-    assert "cross-validation" in capsys.readouterr().err
+    assert re.search(r"(^|\r)cross-validation: ", capsys.readouterr().err)
+    monkeypatch.setattr(pt.settings, "progress_bar", True)  # an explicit False wins over the setting
+    pt.bm.cross_validate(labelled_adata, {"mean": pt.tl.NonControlMean}, n_splits=3, show_progress_bar=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_cross_validate_store_messages_name_the_function(labelled_adata):
@@ -217,3 +221,21 @@ def test_rank_among_a_pool_in_any_order(labelled_adata):
     for q, p in enumerate(ranked):
         truth = data.mean[data.index([p])[0]] - data.control_mean
         assert got[q] == pytest.approx(_rank_by_hand(truth, pred[perts.index(p)], pred), abs=1e-12), p
+
+
+def test_cv_seeds_each_fold_model_and_fills_the_tables(labelled_adata):
+    """Fold f's model gets seed ``fold_seed + f``; pooled rows and timings carry their model and fold."""
+    a = labelled_adata
+    pt.bm.cross_validate(a, {"random": pt.tl.RandomPerturbation}, n_splits=3, inplace=True, show_progress_bar=False)
+    res = pt.bm.CVResults.from_adata(a)
+    fold_seed = a.uns["cv"]["params"]["fold_seed"]
+    assert fold_seed == int(np.random.default_rng(0).integers(2**31))
+    oof = a.varm["cv_random_mean"]
+    for f, (train, test) in enumerate(pt.pp.kfold_perturbations(a.uns["deg"]["perturbations"], 3, rng=fold_seed)):
+        by_hand = pt.tl.RandomPerturbation(a).fit(train, rng=fold_seed + f).predict(test, inplace=False).mean
+        pd.testing.assert_frame_equal(oof[test], by_hand[test], check_names=False)
+    assert sorted(res.pooled["fold"].unique()) == [0, 1, 2] and set(res.pooled["model"]) == {"random"}
+    assert list(res.timings.columns) == ["model", "fold", "seconds", "n_train", "n_test"]
+    assert res.timings["fold"].tolist() == [0, 1, 2] and (res.timings["seconds"] > 0).all()
+    n = len(a.uns["deg"]["perturbations"])
+    assert (res.timings["n_train"] + res.timings["n_test"] == n).all()

@@ -52,6 +52,19 @@ def test_etest_columns_by_hand(shifted_and_matched):
     assert out.loc["A", "etest_p"] == pytest.approx(0.01, rel=1e-12)
     p_b = out.loc["B", "etest_p"]
     assert 0.05 < p_b <= 1.0  # same distribution
+    # the permutations continue the one seeded stream, after the draws of cells (see ``_by_hand``)
+    rng = np.random.default_rng(0)
+    fit_idx = rng.choice(real.n_obs, size=real.n_obs, replace=False)
+    pca = PCA(n_components=4, random_state=int(rng.integers(2**31))).fit(real.X[fit_idx])
+
+    def pick(adata, p):
+        idx = np.flatnonzero(adata.obs["perturbation"].to_numpy() == p)
+        return pca.transform(adata.X[rng.choice(idx, size=len(idx), replace=False)])
+
+    pick(real, "control")
+    for p in ("A", "B"):
+        r, g = pick(real, p), pick(gen, p)
+        assert out.loc[p, "etest_p"] == metrics.etest(g, r, n_perm=99, rng=rng)[1]
     # Holm-Šidák, m = 2: the smallest p is adjusted as 1 - (1 - p)^2, the next as max(previous, 1 - (1 - p)^1)
     adj_a = 1 - (1 - 0.01) ** 2
     assert out.loc["A", "etest_p_adj"] == pytest.approx(adj_a, rel=1e-12)

@@ -84,11 +84,11 @@ def test_kfold_needs_two_folds_and_keeps_input_order():
 
 
 def test_unseen_labels_with_another_control_and_delimiter():
-    """Labels such as ``A_NT`` with control ``NT``: the control token is no gene; a categorical Series ``unseen``."""
-    labels = pt.pp.unseen_labels(["A_NT", "B", "A_B", "NT"], train=["B_NT"], control="NT", delimiter="_")
+    """Labels such as ``A_safe`` with control ``safe``: the control token is no gene; a categorical ``unseen``."""
+    labels = pt.pp.unseen_labels(["A_safe", "B", "A_B", "safe"], train=["B_safe"], control="safe", delimiter="_")
     assert labels.name == "unseen" and labels.dtype == "category"
-    assert labels.astype(str).to_dict() == {"A_NT": "1/1 unseen", "B": "0/1 unseen", "A_B": "1/2 unseen",
-                                            "NT": "0/0 unseen"}  # fmt: skip
+    assert labels.astype(str).to_dict() == {"A_safe": "1/1 unseen", "B": "0/1 unseen", "A_B": "1/2 unseen",
+                                            "safe": "0/0 unseen"}  # fmt: skip
 
 
 def test_kfold_default_seed_is_zero():

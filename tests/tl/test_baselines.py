@@ -159,7 +159,7 @@ def _relabelled(labelled_adata, key="other"):
     [
         (pt.tl.CrisprInformedMean, {}),
         (pt.tl.KNN, {"embedding": "gene_emb", "k": 2}),
-        (pt.tl.Linear, {"n_components": 3}),
+        (pt.tl.Linear, {"n_components": 3, "embedding": "gene_emb"}),
         (pt.tl.EmbeddingRidge, {"embedding": "gene_emb", "n_components": 4}),
     ],
     ids=lambda x: getattr(x, "__name__", ""),
@@ -317,3 +317,28 @@ def test_knn_default_is_one_neighbour(labelled_adata):
     default = _mean(pt.tl.KNN(labelled_adata, embedding="gene_emb").fit(train), test)
     np.testing.assert_allclose(default, _mean(pt.tl.KNN(labelled_adata, embedding="gene_emb", k=1).fit(train), test))
     assert not np.allclose(default, _mean(pt.tl.KNN(labelled_adata, embedding="gene_emb", k=2).fit(train), test))
+
+
+def test_knn_weights_stay_finite_far_from_every_neighbour():
+    """Weights are a softmax of -distance per query: defined however far the query lies (no underflow to 0 / 0)."""
+    from scipy.special import softmax
+
+    from perturbtools.tl._baselines import knn_weights
+
+    train = np.array([[0.0], [1.0], [3.0], [1000.0], [1002.0]])
+    query = np.array([[0.5], [2000.0]])  # the second lies about 1,000 from its nearest neighbours
+    nn, w = knn_weights(query, train, 2)
+    np.testing.assert_array_equal(nn, [[0, 1], [4, 3]])
+    d = np.abs(query - train[nn][..., 0])
+    np.testing.assert_allclose(w, softmax(-d, axis=1), rtol=1e-12)
+
+
+def test_linear_default_ten_components():
+    a = pt.data.synthetic(n_cells=900, n_genes=60, n_perturbations=14, rng=1)
+    pt.pp.deg_labels(a)
+    data = LabelledData.from_adata(a)
+    train, test = data.perturbations[:13], data.perturbations[13]
+    pos = [a.var_names.get_loc(g) for g in train]
+    b, G, W = _closed_form_linear(data, train, lambda G: G[pos], 10, 0.1)
+    q = a.var_names.get_loc(test)
+    np.testing.assert_allclose(_mean(pt.tl.Linear(a).fit(train), [test])[0], b + G @ W @ G[q], rtol=1e-6)
