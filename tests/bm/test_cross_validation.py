@@ -235,6 +235,7 @@ def test_cv_seeds_each_fold_model_and_fills_the_tables(labelled_adata):
         by_hand = pt.tl.RandomPerturbation(a).fit(train, rng=fold_seed + f).predict(test, inplace=False).mean
         pd.testing.assert_frame_equal(oof[test], by_hand[test], check_names=False)
     assert sorted(res.pooled["fold"].unique()) == [0, 1, 2] and set(res.pooled["model"]) == {"random"}
+    assert res.per_perturbation.index.equals(pd.RangeIndex(len(res.per_perturbation)))  # one row each, renumbered
     assert list(res.timings.columns) == ["model", "fold", "seconds", "n_train", "n_test"]
     assert res.timings["fold"].tolist() == [0, 1, 2] and (res.timings["seconds"] > 0).all()
     n = len(a.uns["deg"]["perturbations"])
