@@ -240,3 +240,34 @@ def test_cv_seeds_each_fold_model_and_fills_the_tables(labelled_adata):
     assert res.timings["fold"].tolist() == [0, 1, 2] and (res.timings["seconds"] > 0).all()
     n = len(a.uns["deg"]["perturbations"])
     assert (res.timings["n_train"] + res.timings["n_test"] == n).all()
+
+
+def test_cv_inplace_records_and_pooled_summary_by_hand(labelled_adata, caplog):
+    """What ``inplace=True`` records, and the pooled summary rows as fold means of the pooled table."""
+    a = labelled_adata
+    models = {"mean": pt.tl.NonControlMean, "knn": (pt.tl.KNN, {"k": 1})}
+    with caplog.at_level("INFO", logger="perturbtools.bm._cross_validation"):
+        pt.bm.cross_validate(a, models, n_splits=3, inplace=True, show_progress_bar=False)
+    assert "added `.uns['cv']`" in caplog.text
+    fold_seed = int(np.random.default_rng(0).integers(2**31))
+    assert a.uns["cv"]["params"] == {
+        "labels_key": "deg",
+        "n_splits": 3,
+        "fold_seed": fold_seed,
+        "models": ["mean", "knn"],
+    }
+    perts = a.uns["deg"]["perturbations"]
+    fold_of = {p: f for f, (_, test) in enumerate(pt.pp.kfold_perturbations(perts, 3, rng=fold_seed)) for p in test}
+    for name in models:
+        rec = a.uns[f"cv_{name}"]
+        assert (rec["model"], rec["out_of_fold"], rec["labels_key"]) == (name, True, "deg")
+        np.testing.assert_array_equal(rec["fold"], [fold_of[p] for p in rec["predicted"]])
+    res = pt.bm.CVResults.from_adata(a)
+    assert res.pooled.index.equals(pd.RangeIndex(len(res.pooled)))
+    assert len(res.timings) == 6
+    pooled = res.pooled[res.pooled["stratum"] == "all"]
+    summary = res.summary.set_index(["model", "metric"])["mean"]
+    for mask, suffix in (("all", ""), ("top40", "_top40")):
+        by_fold = pooled[pooled["mask"] == mask].groupby("model")["roc_auc_de"].mean()
+        for name in models:
+            assert summary[name, f"pooled_roc_auc_de{suffix}"] == pytest.approx(by_fold[name], rel=1e-12)
