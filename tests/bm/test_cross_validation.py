@@ -184,8 +184,11 @@ def test_cross_validate_defaults_subset_and_progress(labelled_adata, capsys, mon
 
 
 def test_cross_validate_store_messages_name_the_function(labelled_adata):
-    with pytest.warns(FutureWarning, match=r"`cross_validate\(key_added=None\)` is deprecated"):
-        pt.bm.cross_validate(labelled_adata, BASELINES, n_splits=3, key_added=None, show_progress_bar=False)
+    before = set(labelled_adata.uns)
+    with pytest.warns(FutureWarning, match=r"`cross_validate\(key_added=None\)` is deprecated") as record:
+        res = pt.bm.cross_validate(labelled_adata, BASELINES, n_splits=3, key_added=None, show_progress_bar=False)
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    assert isinstance(res, pt.bm.CVResults) and set(labelled_adata.uns) == before  # returned, nothing stored
     with pytest.raises(ValueError, match=r"`cross_validate\(inplace=True\)` needs a `key_added`"):
         pt.bm.cross_validate(labelled_adata, BASELINES, n_splits=3, key_added=None, inplace=True)
 
@@ -225,8 +228,12 @@ def test_rank_among_a_pool_in_any_order(labelled_adata):
 
 def test_cv_seeds_each_fold_model_and_fills_the_tables(labelled_adata):
     """Fold f's model gets seed ``fold_seed + f``; pooled rows and timings carry their model and fold."""
+    import time
+
     a = labelled_adata
+    start = time.perf_counter()
     pt.bm.cross_validate(a, {"random": pt.tl.RandomPerturbation}, n_splits=3, inplace=True, show_progress_bar=False)
+    wall = time.perf_counter() - start
     res = pt.bm.CVResults.from_adata(a)
     fold_seed = a.uns["cv"]["params"]["fold_seed"]
     assert fold_seed == int(np.random.default_rng(0).integers(2**31))
@@ -237,7 +244,13 @@ def test_cv_seeds_each_fold_model_and_fills_the_tables(labelled_adata):
     assert sorted(res.pooled["fold"].unique()) == [0, 1, 2] and set(res.pooled["model"]) == {"random"}
     assert res.per_perturbation.index.equals(pd.RangeIndex(len(res.per_perturbation)))  # one row each, renumbered
     assert list(res.timings.columns) == ["model", "fold", "seconds", "n_train", "n_test"]
+    for f, (train, test) in enumerate(pt.pp.kfold_perturbations(a.uns["deg"]["perturbations"], 3, rng=fold_seed)):
+        rows = res.per_perturbation[res.per_perturbation["fold"] == f].set_index("perturbation")
+        pd.testing.assert_series_equal(  # strata: targets unseen in this fold's training perturbations
+            rows["unseen"].astype(str), pt.pp.unseen_labels(test, train).astype(str)[rows.index], check_names=False
+        )
     assert res.timings["fold"].tolist() == [0, 1, 2] and (res.timings["seconds"] > 0).all()
+    assert res.timings["seconds"].sum() < wall  # fit + predict of each fold, within the call's wall time
     n = len(a.uns["deg"]["perturbations"])
     assert (res.timings["n_train"] + res.timings["n_test"] == n).all()
 
@@ -248,7 +261,7 @@ def test_cv_inplace_records_and_pooled_summary_by_hand(labelled_adata, caplog):
     models = {"mean": pt.tl.NonControlMean, "knn": (pt.tl.KNN, {"k": 1})}
     with caplog.at_level("INFO", logger="perturbtools.bm._cross_validation"):
         pt.bm.cross_validate(a, models, n_splits=3, inplace=True, show_progress_bar=False)
-    assert "added `.uns['cv']`" in caplog.text
+    assert "added `.uns['cv']`" in [r.getMessage() for r in caplog.records]
     fold_seed = int(np.random.default_rng(0).integers(2**31))
     assert a.uns["cv"]["params"] == {
         "labels_key": "deg",
@@ -271,3 +284,13 @@ def test_cv_inplace_records_and_pooled_summary_by_hand(labelled_adata, caplog):
         by_fold = pooled[pooled["mask"] == mask].groupby("model")["roc_auc_de"].mean()
         for name in models:
             assert summary[name, f"pooled_roc_auc_de{suffix}"] == pytest.approx(by_fold[name], rel=1e-12)
+
+
+def test_cv_reads_another_labels_key(labelled_adata):
+    a = labelled_adata.copy()
+    pt.pp.deg_labels(a, modality_key="perturbation_type", key_added="other")
+    del a.uns["deg"]
+    res = pt.bm.cross_validate(a, {"mean": pt.tl.NonControlMean}, labels_key="other", n_splits=3,
+                               show_progress_bar=False)  # fmt: skip
+    want = pt.bm.cross_validate(labelled_adata, {"mean": pt.tl.NonControlMean}, n_splits=3, show_progress_bar=False)
+    pd.testing.assert_frame_equal(res.per_perturbation, want.per_perturbation)
