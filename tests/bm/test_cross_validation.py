@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import re
 from typing import ClassVar
 
@@ -187,7 +188,8 @@ def test_cross_validate_store_messages_name_the_function(labelled_adata):
     before = set(labelled_adata.uns)
     with pytest.warns(FutureWarning, match=r"`cross_validate\(key_added=None\)` is deprecated") as record:
         res = pt.bm.cross_validate(labelled_adata, BASELINES, n_splits=3, key_added=None, show_progress_bar=False)
-    assert record[0].filename == __file__  # the warning points at the caller's line
+    if "MUTANT_UNDER_TEST" not in os.environ:  # mutmut's trampoline adds a frame between caller and function
+        assert record[0].filename == __file__  # the warning points at the caller's line
     assert isinstance(res, pt.bm.CVResults) and set(labelled_adata.uns) == before  # returned, nothing stored
     with pytest.raises(ValueError, match=r"`cross_validate\(inplace=True\)` needs a `key_added`"):
         pt.bm.cross_validate(labelled_adata, BASELINES, n_splits=3, key_added=None, inplace=True)
