@@ -169,6 +169,8 @@ def test_cross_validate_defaults_subset_and_progress(labelled_adata, capsys, mon
     perts = labelled_adata.uns["deg"]["perturbations"]
     default = pt.bm.cross_validate(labelled_adata, {"mean": pt.tl.NonControlMean}, show_progress_bar=False)
     assert sorted(default.per_perturbation["fold"].unique()) == [0, 1, 2, 3, 4]
+    for table in (default.per_perturbation, default.pooled):  # one row each, renumbered across folds
+        assert table.index.equals(pd.RangeIndex(len(table)))
     explicit = pt.bm.cross_validate(labelled_adata, {"mean": pt.tl.NonControlMean}, n_splits=5, rng=0,
                                     show_progress_bar=False)  # fmt: skip
     pd.testing.assert_frame_equal(default.per_perturbation, explicit.per_perturbation)
