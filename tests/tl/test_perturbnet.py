@@ -146,7 +146,9 @@ def test_scvi_decoder_embedding(counts_adata):
 
     model = _scvi.train_scvi(counts_adata, max_epochs=1)
     emb = pt.pp.scvi_embedding(model)
-    assert emb.shape[0] == counts_adata.n_vars and np.isfinite(emb.to_numpy()).all()
+    weight = model.module.decoder.px_scale_decoder[0].weight.detach().cpu().numpy()  # genes x hidden
+    assert list(emb.index) == list(counts_adata.var_names) and emb.shape == weight.shape
+    np.testing.assert_array_equal(emb.to_numpy(), weight.astype(np.float32))
 
 
 def test_latents_only_without_decoder(counts_adata, tmp_path):
