@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -33,3 +34,13 @@ def test_the_whole_main_job_in_quick_mode(tmp_path):
     for csv in ("few_shot.csv", "replogle2022_few_shot.csv", "replogle2022_cv.csv"):
         assert (tmp_path / csv).exists(), csv
     assert (tmp_path / "figures" / "papalexi2021_thp1_learning_curve.png").exists()
+    # the few-shot intervals are percentile bootstraps over knockdowns (seeded like the config), so within [0, 1]
+    few = pd.read_csv(tmp_path / "replogle2022_few_shot.csv").set_index(["strategy", "n"])
+    per = pd.read_csv(tmp_path / "replogle2022_few_shot_per_knockdown.csv")
+    for (strategy, n), g in per.groupby(["strategy", "n"]):
+        v = g["pr_auc_de"].dropna().to_numpy()
+        boot = v[np.random.default_rng(cfg.seed).integers(0, len(v), size=(2000, len(v)))].mean(axis=1)
+        expected = np.quantile(boot, [0.025, 0.975])
+        got = few.loc[(strategy, n), ["pr_auc_de_ci_low", "pr_auc_de_ci_high"]].to_numpy(dtype=float)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        assert 0 <= got[0] <= got[1] <= 1

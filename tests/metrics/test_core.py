@@ -17,6 +17,10 @@ def test_pearson_r2_mae_match_references():
         assert r[i] == pytest.approx(stats.pearsonr(a[i][mask[i]], b[i][mask[i]])[0])
         assert metrics.rowwise_r2(a, b, mask)[i] == pytest.approx(r2_score(b[i][mask[i]], a[i][mask[i]]))
         assert metrics.rowwise_mae(a, b, mask)[i] == pytest.approx(np.abs(a[i] - b[i])[mask[i]].mean())
+    # float32 predictions and truths (as stored in varm) are correlated in float64
+    a32, b32 = (a + 1000).astype(np.float32), (b + 1000).astype(np.float32)
+    want = [stats.pearsonr(x.astype(np.float64), y.astype(np.float64))[0] for x, y in zip(a32, b32, strict=True)]
+    np.testing.assert_allclose(metrics.rowwise_pearson(a32, b32), want, rtol=1e-12)
 
 
 def test_pearson_of_a_constant_side_is_undefined():
@@ -24,6 +28,24 @@ def test_pearson_of_a_constant_side_is_undefined():
     assert np.isnan(metrics.rowwise_pearson(np.arange(5.0)[None], np.zeros((1, 5)))[0])  # constant truth
     assert np.isnan(metrics.rowwise_pearson(np.arange(5.0)[None], np.arange(5.0)[None], np.eye(1, 5, dtype=bool))[0])
     assert metrics.rowwise_pearson(np.arange(5.0)[None], -np.arange(5.0)[None])[0] == pytest.approx(-1.0)
+
+
+def test_pearson_and_r2_small_scales_round_off_and_two_entries():
+    rng = np.random.default_rng(8)
+    a, b = 0.01 * rng.normal(size=(2, 30)), 0.01 * rng.normal(size=(2, 30))  # sums of squares << 1 are fine
+    want_r = [stats.pearsonr(x, y)[0] for x, y in zip(a, b, strict=True)]
+    np.testing.assert_allclose(metrics.rowwise_pearson(a, b), want_r, rtol=1e-12)
+    np.testing.assert_allclose(metrics.rowwise_pearson(b, a), want_r, rtol=1e-12)
+    np.testing.assert_allclose(
+        metrics.rowwise_r2(a, b), [r2_score(y, x) for x, y in zip(a, b, strict=True)], rtol=1e-12
+    )
+    # a side that is constant up to round-off (sum of squares below 1e-24, or 1e-12 for R²'s truth) is undefined
+    flat = 1.0 + 1e-14 * rng.normal(size=(1, 30))
+    assert np.isnan(metrics.rowwise_pearson(flat, b[:1])[0]) and np.isnan(metrics.rowwise_pearson(b[:1], flat)[0])
+    assert np.isnan(metrics.rowwise_r2(b[:1], 1.0 + 1e-8 * rng.normal(size=(1, 30)))[0])
+    # two entries are enough: a correlation of +-1, an R² by hand
+    assert metrics.rowwise_pearson(np.array([[1.0, 2.0]]), np.array([[5.0, 3.0]]))[0] == pytest.approx(-1.0)
+    assert metrics.rowwise_r2(np.array([[1.0, 2.0]]), np.array([[0.0, 2.0]]))[0] == pytest.approx(1 - 1 / 2)
 
 
 def test_roc_auc_matches_sklearn_with_ties():
@@ -87,6 +109,40 @@ def test_rank_metric_by_hand():
     np.testing.assert_allclose(metrics.rank_metric(tied, truth), _rank_by_hand(tied, truth), atol=1e-12)
 
 
+def test_rank_metric_scale_free_zero_rows_and_two_predictions():
+    rng = np.random.default_rng(5)
+    truth = rng.normal(size=(6, 20))
+    pred = truth + rng.normal(size=truth.shape)
+    # cosine ignores scale: deltas of norm << 1 rank as their x100 copies
+    np.testing.assert_allclose(metrics.rank_metric(0.01 * pred, 0.01 * truth), _rank_by_hand(pred, truth), atol=1e-12)
+    # an all-zero prediction has similarity 0 to every truth (not NaN, not left over memory)
+    zero = pred.copy()
+    zero[3] = 0
+    sims = np.array([[t @ p / np.linalg.norm(t) / np.linalg.norm(p) if p.any() else 0.0 for p in zero] for t in truth])
+    own = np.diag(sims)
+    want = ((sims > own[:, None]).sum(1) + 0.5 * ((sims == own[:, None]).sum(1) - 1)) / 5
+    np.testing.assert_allclose(metrics.rank_metric(zero, truth), want, atol=1e-12)
+    # two predictions are enough to rank: the own one is closer (0) or farther (1) than the other
+    np.testing.assert_array_equal(metrics.rank_metric(truth[:2], truth[:2]), [0.0, 0.0])
+    np.testing.assert_array_equal(metrics.rank_metric(truth[[1, 0]], truth[:2]), [1.0, 1.0])
+    # float32 deltas pointing the same way (x3) tie exactly, as in float64: a tie counts half
+    v = rng.normal(size=(3, 20)).astype(np.float32)
+    same_way = np.stack([v[0], 3 * v[0], v[2]])
+    got = metrics.rank_metric(same_way, v)
+    assert got[0] == pytest.approx(0.5 / 2)
+
+
+def test_roc_auc_of_integer_labels_and_mae_of_an_empty_mask_row():
+    rng = np.random.default_rng(6)
+    y = (rng.random(60) < 0.3).astype(int)  # 0/1 labels as integers select positives, they do not index ranks
+    s = rng.random(60) + 0.3 * y
+    assert metrics.roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+    a, b = rng.normal(size=(2, 5)), rng.normal(size=(2, 5))
+    mask = np.array([[True, False, True, False, False], [False] * 5])
+    mae = metrics.rowwise_mae(a, b, mask)  # an empty row is undefined, silently (no RuntimeWarning)
+    assert mae[0] == pytest.approx(np.abs(a[0] - b[0])[[0, 2]].mean()) and np.isnan(mae[1])
+
+
 def test_energy_distance_and_mmd_by_hand():
     from scipy.spatial.distance import cdist
 
@@ -144,6 +200,39 @@ def test_de_overlap_direction_and_spearman_by_hand():
     lfc_true, lfc_pred = np.array([1.0, -2, 3, 0, 0, -1, 0, 0]), np.array([0.5, -1, 2, 7, 7, 0.1, 7, 7])
     want = stats.spearmanr(lfc_true[true_de], lfc_pred[true_de]).statistic
     assert metrics.spearman_on(true_de, lfc_true, lfc_pred) == pytest.approx(want)
+    # a 0/1 integer mask (labels as stored in varm) selects entries, it does not index positions 0 and 1
+    other = np.array([0.5, -1, 2, 7, 7, 3, 7, 7])
+    want_other = stats.spearmanr(lfc_true[true_de], other[true_de]).statistic  # 0.4
+    assert metrics.spearman_on(true_de.astype(int), lfc_true, other) == pytest.approx(want_other)
+    # defined from 3 entries on, undefined below
+    three = np.array([1, 1, 1, 0, 0, 0, 0, 0], bool)
+    want3 = stats.spearmanr(lfc_true[three], lfc_pred[three]).statistic
+    assert metrics.spearman_on(three, lfc_true, lfc_pred) == pytest.approx(want3)
+    assert np.isnan(metrics.spearman_on(three & (np.arange(8) < 2), lfc_true, lfc_pred))
+    # undefined when either side is constant over the mask (scipy would warn and return NaN)
+    assert np.isnan(metrics.spearman_on(true_de, np.ones(8), lfc_pred))
+    assert np.isnan(metrics.spearman_on(true_de, lfc_true, np.full(8, 2.0)))
+
+
+def test_de_overlap_orders_random_ties_by_gene_order():
+    # three score levels over 100 genes: many ties, which numpy's default (unstable) sort orders differently
+    rng = np.random.default_rng(7)
+    pred, true_t = rng.integers(0, 3, 100).astype(float), rng.integers(0, 3, 100).astype(float)
+    true_de = rng.random(100) < 0.4
+    k = 10
+    pred_top = sorted(range(100), key=lambda i: -pred[i])[:k]  # Python's sort is stable: ties in gene order
+    true_top = sorted(np.flatnonzero(true_de), key=lambda i: -true_t[i])[:k]
+    want = (len(set(pred_top) & set(true_top)) / k, true_de[pred_top].sum() / k)
+    assert metrics.de_overlap(true_de, true_t, pred, k=k) == pytest.approx(want)
+
+
+def test_rowwise_r2_without_mask_is_sklearns_r2_per_row():
+    rng = np.random.default_rng(0)
+    true, pred = rng.normal(size=(4, 30)), rng.normal(size=(4, 30))
+    pred[0] = true[0] + 0.1 * pred[0]
+    want = [r2_score(t, p) for t, p in zip(true, pred, strict=True)]
+    np.testing.assert_allclose(metrics.rowwise_r2(pred, true), want, rtol=1e-12)
+    np.testing.assert_allclose(metrics.rowwise_r2(pred, true, np.ones((4, 30), int)), want, rtol=1e-12)
 
 
 def test_mean_ci_edge_cases():

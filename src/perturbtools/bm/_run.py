@@ -378,7 +378,7 @@ def replogle_transfer(
         ref = per[(per["strategy"] == "frequency_prior") & (per["n"] == n)].set_index(["fold", "perturbation"])
         row = {"strategy": strategy, "n": n, "n_knockdowns": len(g)}
         for metric in ("roc_auc_de", "pr_auc_de"):
-            mean, low, high, _ = metrics.mean_ci(g[metric].to_numpy())
+            mean, low, high, _ = metrics.bootstrap_ci(g[metric].to_numpy(), rng=cfg.seed)  # stays within [0, 1]
             row |= {metric: mean, f"{metric}_ci_low": low, f"{metric}_ci_high": high}
             if len(ref) and strategy != "frequency_prior":
                 cmp = metrics.compare(g.set_index(["fold", "perturbation"])[metric], ref[metric])
@@ -417,8 +417,8 @@ def _replogle_report(report, table, per, cv, coverage, few_seconds, cv_seconds, 
         f"Published up-regulated DEG sets of the knockdowns measured in both lines (DESeq2; no cells): subtask 1 only, "
         f"direction and fold change are undefined here. {n_covered} knockdowns covered by the GO embedding. "
         f"Few-shot: STAMP (GO) pretrained on K562, fine-tuned on n RPE1 knockdowns vs from scratch, beside the label "
-        f"baselines; {n_splits} knockdown-disjoint RPE1 folds, every test knockdown scored once per n; mean [95% CI] "
-        "over knockdowns; paired Wilcoxon p of the difference to the RPE1 frequency prior at the same n "
+        f"baselines; {n_splits} knockdown-disjoint RPE1 folds, every test knockdown scored once per n; mean [95% percentile-bootstrap "
+        "CI] over knockdowns; paired Wilcoxon p of the difference to the RPE1 frequency prior at the same n "
         f"({few_seconds:.0f} s)."
     )
     import matplotlib.pyplot as plt

@@ -504,7 +504,9 @@ class PerturbNet(EmbeddingInput, Generative, PerturbationModel):
 
         Returns
         -------
-        Attributions indexed by GO term (or embedding dimension), sorted by absolute value.
+        Attributions indexed by GO term (or embedding dimension), sorted by absolute value. ``attrs["score"]`` and
+        ``attrs["baseline_score"]`` hold the function at the input and at the baseline: the attributions sum to their
+        difference up to the ``n_steps`` Riemann error (IG's completeness).
         """
         import torch
         from captum.attr import IntegratedGradients
@@ -558,9 +560,13 @@ class PerturbNet(EmbeddingInput, Generative, PerturbationModel):
             cells = flow.inverse(v.repeat(len(rep), 1), rep.repeat_interleave(n_noise, dim=0))
             return torch.softmax(clf(cells), dim=1)[:, k].reshape(len(rep), n_noise).mean(1)
 
-        attr = IntegratedGradients(score).attribute(x, baselines=torch.zeros_like(x), n_steps=n_steps)
+        baseline = torch.zeros_like(x)
+        attr = IntegratedGradients(score).attribute(x, baselines=baseline, n_steps=n_steps)
         out = pd.Series(attr.detach().numpy().ravel(), index=names, name=f"IG {perturbation} -> {target}")
-        return out.reindex(out.abs().sort_values(ascending=False).index)
+        out = out.reindex(out.abs().sort_values(ascending=False).index)
+        with torch.no_grad():  # completeness: the attributions sum to about score - baseline_score
+            out.attrs |= {"score": float(score(x)[0]), "baseline_score": float(score(baseline)[0])}
+        return out
 
     # ------------------------------------------------------------------ save / load
     def _get_state(self) -> dict[str, np.ndarray]:
