@@ -417,9 +417,9 @@ def _replogle_report(report, table, per, cv, coverage, few_seconds, cv_seconds, 
         f"Published up-regulated DEG sets of the knockdowns measured in both lines (DESeq2; no cells): subtask 1 only, "
         f"direction and fold change are undefined here. {n_covered} knockdowns covered by the GO embedding. "
         f"Few-shot: STAMP (GO) pretrained on K562, fine-tuned on n RPE1 knockdowns vs from scratch, beside the label "
-        f"baselines; {n_splits} knockdown-disjoint RPE1 folds, every test knockdown scored once per n; mean [95% percentile-bootstrap "
-        "CI] over knockdowns; paired Wilcoxon p of the difference to the RPE1 frequency prior at the same n "
-        f"({few_seconds:.0f} s)."
+        f"baselines; {n_splits} knockdown-disjoint RPE1 folds, every test knockdown scored once per n; "
+        "mean [95% percentile-bootstrap CI] over knockdowns; paired Wilcoxon p of the difference to the RPE1 frequency "
+        f"prior at the same n ({few_seconds:.0f} s)."
     )
     import matplotlib.pyplot as plt
 

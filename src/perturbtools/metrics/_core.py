@@ -94,7 +94,7 @@ def rank_metric(pred_delta: np.ndarray, true_delta: np.ndarray, own: np.ndarray 
     def unit(x):  # in float64 throughout, so that the 1e-12 tie tolerance holds for float32 deltas too
         x = np.asarray(x, dtype=np.float64)
         norm = np.linalg.norm(x, axis=1, keepdims=True)
-        return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        return x / np.where(norm > 0, norm, 1.0)  # an all-zero row stays 0
 
     own = np.arange(len(true_delta)) if own is None else np.asarray(own)
     if len(pred_delta) < 2:
