@@ -40,6 +40,46 @@ def test_file_reads_back_as_the_in_memory_labels(adata, tmp_path, monkeypatch):
     backed.file.close()
 
 
+@pytest.mark.parametrize("per_pass", [2, 4])
+@pytest.mark.parametrize("to_file", [True, False])
+def test_perturbations_per_pass_gives_the_same_labels(adata, tmp_path, monkeypatch, per_pass, to_file):
+    """Sums of `per_pass` perturbations (+ control) at a time, one read each: every table and n_de as in one pass."""
+    want = pt.pp.deg_labels(adata, modality="CRISPRa", copy=True)
+    monkeypatch.setattr(_deg, "STAT_BLOCK", 3)  # blocks of statistics straddle the passes
+    reads = []
+    group_moments = _deg.group_moments
+    monkeypatch.setattr(
+        _deg, "group_moments", lambda X, codes, n, **kw: reads.append(n) or group_moments(X, codes, n, **kw)
+    )
+    adata.write_h5ad(tmp_path / "screen.h5ad")
+    backed = ad.read_h5ad(tmp_path / "screen.h5ad", backed="r")
+    out = tmp_path / "labels.h5ad"
+    kw = {"out": out} if to_file else {"copy": True}
+    source = backed if to_file else adata  # a backed AnnData cannot be copied: in memory, streamed in chunks
+    got = pt.pp.deg_labels(source, modality="CRISPRa", chunk_size=97, perturbations_per_pass=per_pass,
+                           show_progress_bar=False, **kw)  # fmt: skip
+    got = ad.read_h5ad(out) if to_file else got
+    n_perts = len(want.uns["deg"]["perturbations"])
+    assert reads == [min(per_pass, n_perts - lo) + 1 for lo in range(0, n_perts, per_pass)]  # 9 perts: 5 or 3 reads
+    keys = label_keys("deg")
+    for name in ("mean", "scores", "pvals", "pvals_adj", "fc", "logfc", "is_de", "direction",
+                 "top20", "top40", "top50", "large_effect"):  # fmt: skip
+        key = getattr(keys, name)
+        pd.testing.assert_frame_equal(got.varm[key], want.varm[key], check_exact=True, obj=key)
+    np.testing.assert_array_equal(got.var[keys.control_mean], want.var[keys.control_mean])
+    np.testing.assert_array_equal(got.uns["deg"]["n_de"], want.uns["deg"]["n_de"])
+    backed.file.close()
+
+
+def test_perturbations_per_pass_bad_values(adata):
+    with pytest.raises(ValueError, match="perturbations_per_pass=0"):
+        pt.pp.deg_labels(adata, perturbations_per_pass=0, copy=True)
+    adata.obs["batch"] = np.repeat(["a", "b"], adata.n_obs // 2)
+    with pytest.raises(ValueError, match="does not combine with `batch_key`"):
+        pt.pp.deg_labels(adata, perturbations_per_pass=2, batch_key="batch", copy=True)
+    assert "deg" not in adata.uns  # nothing written on error
+
+
 def test_models_fit_on_the_label_file(labelled_adata, tmp_path):
     """The file is a labelled AnnData: a baseline fitted on it predicts what it predicts from the in-memory labels."""
     out = tmp_path / "labels.h5ad"

@@ -75,7 +75,7 @@ def test_fit_shared_rbf_reaches_the_unprofiled_optimum():
     x = torch.randn(40, 2, generator=gen, dtype=torch.float64)
     f = torch.sin(2 * x[:, :1]) * torch.randn(1, 15, generator=gen, dtype=torch.float64)
     y = 2.0 * f + 0.3 * torch.randn(40, 15, generator=gen, dtype=torch.float64)
-    gp, history = fit_shared_rbf(x, y, lengthscale=1.0)
+    gp, history = fit_shared_rbf(x, y, lengthscale=1.0, max_iter=100)
     assert history[-1] < history[0]
     # the gradient of the full (unprofiled) objective vanishes at the fitted hyperparameters
     gp.jitter = 0.0
@@ -83,6 +83,58 @@ def test_fit_shared_rbf_reaches_the_unprofiled_optimum():
     grads = torch.autograd.grad(loss, [gp.log_lengthscale, gp.log_variance, gp.log_noise])
     assert max(abs(float(g)) for g in grads) < 1e-4
     assert 0.06 < gp.hyperparameters["noise"] < 0.13  # simulated noise variance 0.09
+
+
+def test_fit_shared_rbf_starts_at_the_given_hyperparameters_in_float64():
+    """The first evaluation is the profiled likelihood at the start values, against scipy's multivariate normal."""
+    from scipy.spatial.distance import cdist
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 8))
+    # unit kernel at lengthscale 0.3 and noise ratio 0.5 (floor included), plus the default jitter 1e-6
+    R = np.exp(-0.5 * cdist(x, x, "sqeuclidean") / 0.3**2) + (0.5 + 1e-6) * np.eye(12)
+    s = np.trace(np.linalg.solve(R, y @ y.T)) / (12 * 8)  # the profiled variance
+    ref = -sum(multivariate_normal(np.zeros(12), s * R).logpdf(y[:, g]) for g in range(8)) / (12 * 8)
+    _, history = fit_shared_rbf(torch.from_numpy(x), torch.from_numpy(y), lengthscale=0.3, max_iter=1)
+    # float32 start values or a wrong floor / jitter sign move this by 2e-10 to 7e-6
+    assert history[0] == pytest.approx(ref, rel=1e-12)
+
+
+def test_fit_shared_rbf_stopping_rules_and_jitter():
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(30, 2, generator=gen, dtype=torch.float64)
+    y = torch.sin(3 * x[:, :1]) + 0.2 * torch.randn(30, 6, generator=gen, dtype=torch.float64)
+    gp, long = fit_shared_rbf(x, y, lengthscale=0.2, max_iter=100, tolerance=1e-12)
+    _, one = fit_shared_rbf(x, y, lengthscale=0.2, max_iter=1, tolerance=1e-12)
+    _, loose = fit_shared_rbf(x, y, lengthscale=0.2, max_iter=100, tolerance=10.0)
+    assert len(one) < len(long) and len(loose) < len(long)
+    # jitter is relative to the fitted kernel variance
+    assert gp.jitter == pytest.approx(1e-6 * gp.hyperparameters["variance"], rel=1e-12)
+    big, _ = fit_shared_rbf(1000 * x, 1000 * y, lengthscale=200.0, max_iter=100, jitter=1e-3)
+    assert big.jitter == pytest.approx(1e-3 * big.hyperparameters["variance"], rel=1e-12)
+
+
+def test_gram_root_factor_has_at_most_n_columns():
+    gen = torch.Generator().manual_seed(8)
+    square = torch.randn(5, 5, generator=gen, dtype=torch.float64)
+    assert gram_root(square) is square  # at most N columns: y itself
+    wide = 0.01 * torch.randn(5, 40, generator=gen, dtype=torch.float64)  # eigenvalues of y y' well below 1
+    C = gram_root(wide)
+    assert C.shape == (5, 5)
+    torch.testing.assert_close(C @ C.T, wide @ wide.T, rtol=1e-10, atol=1e-14)
+
+
+def test_gp_tensors_follow_the_inputs_device():
+    """On torch's meta device, which refuses to mix with CPU tensors, every tensor the GP makes follows its inputs."""
+    gp = SharedRBFGP(lengthscale=1.0, variance=1.0, noise=0.1, jitter=1e-6).to("meta")
+    x = torch.empty(6, 2, dtype=torch.float64, device="meta")
+    assert gp._chol(x).device.type == "meta"
+    mean, var = gp.posterior(x, torch.empty(6, 3, dtype=torch.float64, device="meta"), x[:2])
+    assert mean.shape == (2, 3) and var.device.type == "meta"
+    R = torch.empty(6, 6, dtype=torch.float64, device="meta", requires_grad=True)
+    ProfiledNegMLL.apply(R, torch.empty(6, 3, dtype=torch.float64, device="meta"), 3).backward()
+    assert R.grad.device.type == "meta" and R.grad.shape == (6, 6)
 
 
 def test_posterior_matches_closed_form():
@@ -238,9 +290,9 @@ def test_hyperparameters_from_a_subset_are_those_of_all_perturbations():
     with torch.no_grad():
         L = torch.linalg.cholesky(truth.kernel(x, x) + 0.2 * torch.eye(900, dtype=torch.float64))
     y = L @ torch.randn(900, 40, generator=gen, dtype=torch.float64)
-    full, _ = fit_shared_rbf(x, y, lengthscale=1.0)
+    full, _ = fit_shared_rbf(x, y, lengthscale=1.0, max_iter=100)
     rows = torch.from_numpy(np.sort(np.random.default_rng(0).choice(900, 300, replace=False)))
-    sub, _ = fit_shared_rbf(x[rows], y[rows], lengthscale=1.0)
+    sub, _ = fit_shared_rbf(x[rows], y[rows], lengthscale=1.0, max_iter=100)
     for name in ("lengthscale", "variance", "noise"):
         assert sub.hyperparameters[name] == pytest.approx(full.hyperparameters[name], rel=0.1), name
     assert full.hyperparameters["lengthscale"] == pytest.approx(1.3, rel=0.1)

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import sparse, special
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 
 class GroupMoments(NamedTuple):
@@ -347,10 +347,16 @@ def label_statistics(
     (batch-matched controls, with ``n`` of shape ``(len(rows), 1)``). Collects :func:`iter_label_statistics` into
     arrays of the dtypes in ``LABEL_DTYPES`` (perturbations x genes).
     """
-    out = {key: np.empty((len(rows), moments.mean.shape[1]), dtype=dtype) for key, dtype in LABEL_DTYPES.items()}
-    for lo, hi, values in iter_label_statistics(
-        moments, rows, control, fc_offset=fc_offset, pval_cutoff=pval_cutoff, block=block
-    ):
+    blocks = iter_label_statistics(moments, rows, control, fc_offset=fc_offset, pval_cutoff=pval_cutoff, block=block)
+    return collect_label_blocks(blocks, len(rows), moments.mean.shape[1])
+
+
+def collect_label_blocks(
+    blocks: Iterable[tuple[int, int, dict[str, np.ndarray]]], n_rows: int, n_genes: int
+) -> dict[str, np.ndarray]:
+    """Blocks ``(lo, hi, {name: block x genes})`` of :func:`iter_label_statistics` as ``n_rows x n_genes`` tables."""
+    out = {key: np.empty((n_rows, n_genes), dtype=dtype) for key, dtype in LABEL_DTYPES.items()}
+    for lo, hi, values in blocks:
         for key, value in values.items():
             out[key][lo:hi] = value
     return out

@@ -18,9 +18,7 @@ class SharedRBFGP(nn.Module):
     Hyperparameters are fitted by :func:`fit_shared_rbf`.
     """
 
-    def __init__(
-        self, lengthscale: float = 1.0, variance: float = 1.0, noise: float = 0.1, jitter: float = 1e-6
-    ) -> None:
+    def __init__(self, *, lengthscale: float, variance: float, noise: float, jitter: float) -> None:
         super().__init__()
         self.log_lengthscale = nn.Parameter(torch.tensor(math.log(lengthscale), dtype=torch.float64))
         self.log_variance = nn.Parameter(torch.tensor(math.log(variance), dtype=torch.float64))
@@ -97,7 +95,6 @@ class ProfiledNegMLL(torch.autograd.Function):
         A = torch.linalg.solve_triangular(L, C, upper=False)
         q = A.pow(2).sum()
         ctx.save_for_backward(L, A, q)
-        ctx.n_outputs = n_outputs
         return (
             0.5
             + 0.5 * torch.log(q / (n * n_outputs))
@@ -121,17 +118,19 @@ def fit_shared_rbf(
     y: torch.Tensor,
     *,
     lengthscale: float,
+    max_iter: int,
     noise_ratio: float = 0.5,
     ratio_floor: float = 1e-4,
     jitter: float = 1e-6,
-    max_iter: int = 100,
     tolerance: float = 1e-7,
 ) -> tuple[SharedRBFGP, list[float]]:
     """Fit lengthscale, variance and noise of a :class:`SharedRBFGP` by maximising the summed log marginal likelihood.
 
     The variance is profiled out in closed form (:class:`ProfiledNegMLL`), leaving L-BFGS two parameters: the
     lengthscale and the noise-to-variance ratio, floored at ``ratio_floor`` so the kernel stays well conditioned
-    for near-duplicate inputs. The squared distances are computed once.
+    for near-duplicate inputs. The squared distances are computed once. L-BFGS (strong Wolfe line search) runs at
+    most ``max_iter`` iterations and stops when the objective changes by less than ``tolerance``. ``jitter`` is
+    relative to the kernel variance: the fitted GP adds ``jitter * variance`` to the diagonal.
 
     Returns
     -------
