@@ -405,7 +405,10 @@ def test_group_sums_added_in_place_equal_numpy_group_sums(adata, monkeypatch):
 
 def test_statistics_in_blocks_equal_all_at_once(adata):
     """Label statistics computed a few perturbations at a time are those of one pass over all of them."""
-    from perturbtools.pp._deg_core import label_statistics
+    from perturbtools.pp._deg_core import collect_label_blocks, iter_label_statistics
+
+    def label_statistics(m, rows, control, block):
+        return collect_label_blocks(iter_label_statistics(m, rows, control, block=block), len(rows), m.mean.shape[1])
 
     codes = adata.obs["perturbation"].cat.codes.to_numpy(np.int64)
     m = group_moments(adata.X, codes, codes.max() + 1)

@@ -227,16 +227,16 @@ def deg_labels(
     if len(passes) > 1 and batch_key is not None:
         msg = "`perturbations_per_pass` does not combine with `batch_key` (matched controls need every group at once)."
         raise ValueError(msg)
-    first = _read_pass(X, codes, len(names), passes[0], ctrl, single=len(passes) == 1, stream=stream)
-    moments, _, c = first
+    held = [_read_pass(X, codes, len(names), passes[0], ctrl, single=len(passes) == 1, stream=stream)]
+    moments, _, c = held[0]
     _check_values(
         X, where=f"`adata.{'X' if layer is None else f'layers[{layer!r}]'}`", expect_log=not normalize,
         summary=(moments.value_min, moments.value_max, moments.n_nonfinite),
     )  # fmt: skip
-    del moments
+    mean_c, var_c, n_c = moments.mean[c].copy(), moments.var[c].copy(), moments.n[c]
+    del moments  # the first pass's moments live on in `held` only until `blocks` takes them
     perts = [str(p) for p in names[keep]]
     n_p, n_control = n_cells[keep], int(n_cells[ctrl])
-    mean_c, var_c, n_c = first[0].mean[c].copy(), first[0].var[c].copy(), first[0].n[c]
     mean_all_c = mean_c
     n_matched = None
     if batch_key is not None:
@@ -247,8 +247,6 @@ def deg_labels(
         labels = names[codes]
     modalities = _modalities(adata, labels, perts, modality, modality_key)
     keys = label_keys(key_added)
-    held = [first]
-    del first
 
     def blocks():
         """Statistics of every kept perturbation, ``STAT_BLOCK`` at a time, one read of ``X`` per pass."""

@@ -332,25 +332,6 @@ LABEL_DTYPES = {"mean": np.float32, "scores": np.float32, "pvals": np.float64, "
                 "top20": bool, "top40": bool, "top50": bool, "large_effect": bool}  # fmt: skip
 
 
-def label_statistics(
-    moments: GroupMoments,
-    rows: np.ndarray,
-    control: tuple[np.ndarray, np.ndarray, np.ndarray | float],
-    *,
-    fc_offset: float = 0.1,
-    pval_cutoff: float = 0.05,
-    block: int = STAT_BLOCK,
-) -> dict[str, np.ndarray]:
-    """Welch t, BH-adjusted p, fold change, DE call, direction and masks of the groups ``rows`` vs a control.
-
-    ``control`` is ``(mean, var, n)`` of the control: one row for all groups, or one row per group in ``rows``
-    (batch-matched controls, with ``n`` of shape ``(len(rows), 1)``). Collects :func:`iter_label_statistics` into
-    arrays of the dtypes in ``LABEL_DTYPES`` (perturbations x genes).
-    """
-    blocks = iter_label_statistics(moments, rows, control, fc_offset=fc_offset, pval_cutoff=pval_cutoff, block=block)
-    return collect_label_blocks(blocks, len(rows), moments.mean.shape[1])
-
-
 def collect_label_blocks(
     blocks: Iterable[tuple[int, int, dict[str, np.ndarray]]], n_rows: int, n_genes: int
 ) -> dict[str, np.ndarray]:
@@ -371,10 +352,13 @@ def iter_label_statistics(
     pval_cutoff: float = 0.05,
     block: int = STAT_BLOCK,
 ) -> Iterator[tuple[int, int, dict[str, np.ndarray]]]:
-    """The statistics of :func:`label_statistics` ``block`` groups at a time: ``(lo, hi, {name: block x genes})``.
+    """Welch t, BH-adjusted p, fold change, DE call, direction and masks of the groups ``rows`` vs a control.
 
-    Rows ``lo:hi`` of ``rows``, each table already in its ``LABEL_DTYPES`` dtype; the float64 temporaries stay
-    ``block x genes``, so a caller that writes each block away (to a file) never holds all perturbations x genes.
+    ``control`` is ``(mean, var, n)`` of the control: one row for all groups, or one row per group in ``rows``
+    (batch-matched controls, with ``n`` of shape ``(len(rows), 1)``). Yields ``(lo, hi, {name: block x genes})``,
+    ``block`` groups (rows ``lo:hi`` of ``rows``) at a time, each table already in its ``LABEL_DTYPES`` dtype; the
+    float64 temporaries stay ``block x genes``, so a caller that writes each block away (to a file) never holds all
+    perturbations x genes. :func:`collect_label_blocks` gathers the blocks into whole tables.
     """
     mean_c, var_c, n_c = control
     per_row = np.ndim(mean_c) == 2
