@@ -188,7 +188,10 @@ def test_gp_fit_predict_calibration_save_load(gp_adata, tmp_path):
     assert 0 <= got["coverage_ci_low"] <= got["coverage"] <= got["coverage_ci_high"] <= 1
     m.save(tmp_path / "gp")
     again = pt.tl.GPModel.load(tmp_path / "gp", gp_adata).predict(inplace=False)
+    before = m.predict(inplace=False)
     pd.testing.assert_frame_equal(again.mean, gp_adata.varm["gp_mean"])
+    for field in ("mean_var", "de_proba", "direction_proba", "logfc"):  # hyperparameters, jitter, se, t_crit kept
+        pd.testing.assert_frame_equal(getattr(again, field), getattr(before, field), check_exact=True)
     import matplotlib.axes
 
     assert isinstance(pt.pl.calibration(cal), matplotlib.axes.Axes)
@@ -322,3 +325,63 @@ def test_gp_model_fits_hyperparameters_on_a_subset_and_conditions_on_all(gp_adat
     )  # fmt: skip
     with pytest.raises(ValueError, match="at least 2"):
         pt.tl.GPModel(gp_adata, n_components=6, max_fit_perturbations=1)
+
+
+def _by_hand_inputs(adata, train):
+    """Training deltas, t statistics and DEG calls straight from the labels (genes x perturbations frames)."""
+    delta = (adata.varm["deg_mean"][train].to_numpy().T - adata.var["deg_control_mean"].to_numpy()[None]).astype(float)
+    t = adata.varm["deg_scores"][train].to_numpy().T.astype(float)
+    return delta, t, adata.varm["deg_is_de"][train].to_numpy().T.astype(bool)
+
+
+def test_gp_model_scales_thresholds_and_subtask_probabilities_by_hand(gp_adata):
+    """Per-gene scale max(SD, median |delta / t|), critical |t| = smallest called |t|, and the subtask probabilities
+    P(|delta| > t_crit se), P(delta > 0) and the fold change of the clipped mean, from the predictive N(m, s^2)."""
+    from scipy import stats
+
+    perts = gp_adata.uns["deg"]["perturbations"]
+    train, test = perts[:30], perts[30:]
+    a = gp_adata.copy()  # gene 0 barely varies in training (SD 1e-3) but has a large standard error: the floor acts
+    mean0, scores0 = a.varm["deg_mean"].copy(), a.varm["deg_scores"].copy()
+    mean0.iloc[0, :] = a.var["deg_control_mean"].iloc[0] + 1e-3 * np.resize([1.0, -1.0], a.varm["deg_mean"].shape[1])
+    scores0.iloc[0, :] = 0.01
+    a.varm["deg_mean"], a.varm["deg_scores"] = mean0, scores0
+    delta, t, is_de = _by_hand_inputs(a, train)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(delta / t)
+    ratio[~np.isfinite(ratio)] = np.nan
+    se = np.array([np.median(c[~np.isnan(c)]) for c in ratio.T])
+    assert np.isfinite(se).all()  # every gene has a finite standard error here: no fallback involved
+    m = pt.tl.GPModel(a, n_components=6).fit(train)
+    np.testing.assert_allclose(m.gene_se_, se, rtol=1e-6)
+    np.testing.assert_allclose(m.y_scale_, np.maximum(delta.std(axis=0), se), rtol=1e-6)
+    assert (delta.std(axis=0) < se).any() and (delta.std(axis=0) > se).any()  # both sides of the floor are used
+    assert m.t_crit_ == pytest.approx(np.abs(t[is_de]).min())
+    mean, var = m.predict_distribution(test)
+    control = a.var["deg_control_mean"].to_numpy()
+    mean = mean - np.where(np.arange(a.n_vars) % 2, control + 0.05, 0.0)  # every other gene below zero expression
+    m.predict_distribution = lambda perturbations: (mean, var)  # the subtask outputs of this predictive N(m, s^2)
+    pred = m.predict(test, inplace=False)
+    sd, thr = np.sqrt(var), m.t_crit_ * se
+    de = 1 - stats.norm.cdf(thr, mean, sd) + stats.norm.cdf(-thr, mean, sd)
+    np.testing.assert_allclose(pred.de_proba[test].to_numpy().T, de, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(
+        pred.direction_proba[test].to_numpy().T, 1 - stats.norm.cdf(0, mean, sd), rtol=1e-5, atol=1e-12
+    )
+    mu = np.maximum(control + mean, 0)
+    assert (mu == 0).any() and (mu > 0).any()
+    np.testing.assert_allclose(pred.mean[test].to_numpy().T, mu, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(pred.mean_var[test].to_numpy().T, var, rtol=1e-6)
+    fc = (np.expm1(mu + 0.1) + 1e-9) / (np.expm1(control + 0.1) + 1e-9)
+    np.testing.assert_allclose(pred.logfc[test].to_numpy().T, np.log2(fc), rtol=1e-5, atol=1e-6)  # float32 frames
+
+
+def test_gp_model_unstandardised_outputs_and_no_called_degs(gp_adata):
+    """``standardize=False`` scales by 1; without any training DEG the critical |t| is the two-sided 1% normal one."""
+    perts = gp_adata.uns["deg"]["perturbations"]
+    m = pt.tl.GPModel(gp_adata, n_components=6, standardize=False).fit(perts[:30])
+    np.testing.assert_array_equal(m.y_scale_, np.ones(gp_adata.n_vars))
+    b = gp_adata.copy()
+    b.varm["deg_is_de"] = b.varm["deg_is_de"] & False
+    m = pt.tl.GPModel(b, n_components=6).fit(perts[:30])
+    assert m.t_crit_ == pytest.approx(2.5758293035489004)  # scipy.stats.norm.ppf(0.995)
