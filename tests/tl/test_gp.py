@@ -385,3 +385,145 @@ def test_gp_model_unstandardised_outputs_and_no_called_degs(gp_adata):
     b.varm["deg_is_de"] = b.varm["deg_is_de"] & False
     m = pt.tl.GPModel(b, n_components=6).fit(perts[:30])
     assert m.t_crit_ == pytest.approx(2.5758293035489004)  # scipy.stats.norm.ppf(0.995)
+
+
+def test_gp_model_defaults_and_labels_key(gp_adata):
+    """The paper's 50 components, a 2,000-perturbation fitting subset, ``gene_emb``; ``labels_key`` is honoured."""
+    perts = gp_adata.uns["deg"]["perturbations"]
+    m = pt.tl.GPModel(gp_adata)
+    assert m.init_params_ == {
+        "embedding": ["gene_emb"], "n_components": 50, "standardize": True, "max_fit_perturbations": 2000,
+    }  # fmt: skip
+    pd.testing.assert_frame_equal(m.embedding_, pt.pp.reduce_embedding([gp_adata.uns["gene_emb"]], n_components=50))
+    assert pt.tl.GPModel(gp_adata, n_components=6, max_fit_perturbations=2).fit(perts[:5]).gp_ is not None
+    b = gp_adata.copy()  # the labels only under "lab"
+    pt.pp.deg_labels(b, key_added="lab")
+    del b.uns["deg"]
+    for key in [k for k in b.varm if k.startswith("deg_")]:
+        del b.varm[key]
+    b.var = b.var.drop(columns=[c for c in b.var if c.startswith("deg_")])
+    got = pt.tl.GPModel(b, n_components=6, labels_key="lab").fit(perts[:30]).predict(perts[30:], inplace=False)
+    want = pt.tl.GPModel(gp_adata, n_components=6).fit(perts[:30]).predict(perts[30:], inplace=False)
+    pd.testing.assert_frame_equal(got.mean, want.mean)
+
+
+def _fit_inputs(m, train):
+    """Embedded inputs and centred, scaled training deltas of a fitted GPModel, as float64 tensors."""
+    data = m.data_
+    delta = data.delta[data.index(train)]
+    y = (delta - delta.mean(0)) / m.y_scale_
+    return torch.from_numpy(m._embed(train).astype(np.float64)), torch.from_numpy(y.astype(np.float64))
+
+
+def test_gp_model_fits_the_subset_drawn_by_rng_from_the_median_distance(gp_adata):
+    """Hyperparameters = fit_shared_rbf on the sorted ``default_rng(seed).choice(n, limit)`` rows, started at their
+    median pairwise distance, 100 iterations; the default seed is 0."""
+    from scipy.spatial.distance import pdist
+
+    train = gp_adata.uns["deg"]["perturbations"][:30]
+    m = pt.tl.GPModel(gp_adata, n_components=6, max_fit_perturbations=12).fit(train)
+    x, y = _fit_inputs(m, train)
+    rows = np.sort(np.random.default_rng(0).choice(30, 12, replace=False))
+    gp, history = fit_shared_rbf(
+        x[rows], y[rows], lengthscale=float(np.median(pdist(x[rows].numpy()))), max_iter=100
+    )  # fmt: skip
+    assert m.gp_.hyperparameters == gp.hyperparameters
+    np.testing.assert_array_equal(m.history_["neg_mll"], history)
+    seeded = pt.tl.GPModel(gp_adata, n_components=6, max_fit_perturbations=12).fit(train, rng=0)
+    assert seeded.gp_.hyperparameters == m.gp_.hyperparameters
+    other = pt.tl.GPModel(gp_adata, n_components=6, max_fit_perturbations=12).fit(train, rng=1)
+    assert other.gp_.hyperparameters != m.gp_.hyperparameters
+    # two training perturbations: started at their distance; one cannot fit a kernel
+    two = pt.tl.GPModel(gp_adata, n_components=6).fit(train[:2])
+    x, y = _fit_inputs(two, train[:2])
+    gp, _ = fit_shared_rbf(x, y, lengthscale=float(torch.dist(x[0], x[1])), max_iter=100)
+    assert two.gp_.hyperparameters == gp.hyperparameters
+    with pytest.raises(ValueError, match="at least 2 training perturbations"):
+        pt.tl.GPModel(gp_adata, n_components=6).fit(train[:1])
+
+
+def test_gp_model_fits_on_the_accelerator_and_keeps_the_gp_on_the_cpu(gp_adata, monkeypatch, caplog):
+    """Inputs and outputs reach ``fit_shared_rbf`` on the device ``accelerator`` names, 100 iterations by default; the
+    fitted GP comes back to the CPU, its history is a table and its hyperparameters are logged."""
+    seen, moved = [], []
+
+    class FittedGP:
+        def __init__(self):
+            self.hyperparameters = {"lengthscale": 1.5}
+
+        def to(self, device):
+            moved.append(device)
+            return self
+
+    def record(x, y, **kwargs):
+        seen.extend([x.device.type, y.device.type, kwargs["max_iter"]])
+        return FittedGP(), [3.0, 2.5]
+
+    monkeypatch.setattr("perturbtools.tl._gp._module.fit_shared_rbf", record)
+    with caplog.at_level("INFO", logger="perturbtools.tl._gp._model"):
+        m = pt.tl.GPModel(gp_adata, n_components=6).fit(accelerator="meta")
+    assert seen == ["meta", "meta", 100] and moved == ["cpu"]
+    assert m.x_train_.device.type == "cpu" and m.y_train_.device.type == "cpu"
+    pd.testing.assert_frame_equal(m.history_, pd.DataFrame({"evaluation": range(2), "neg_mll": [3.0, 2.5]}))
+    assert [r.getMessage() for r in caplog.records] == ["GP hyperparameters: {'lengthscale': 1.5}"]
+
+
+def test_gp_model_standard_error_fallbacks_without_warnings(gp_adata):
+    """A gene without a finite |delta / t| in training takes the median standard error of the others, and 1.0 when no
+    gene has one; neither case warns."""
+    import warnings
+
+    train = gp_adata.uns["deg"]["perturbations"][:30]
+    a = gp_adata.copy()
+    means, scores = a.varm["deg_mean"].copy(), a.varm["deg_scores"].copy()
+    scores.iloc[0, :] = 0.0  # delta / 0: infinite
+    scores.iloc[1, :] = 0.0
+    means.iloc[1, :] = a.var["deg_control_mean"].iloc[1]  # 0 / 0: undefined
+    a.varm["deg_mean"], a.varm["deg_scores"] = means, scores
+    delta, t, _ = _by_hand_inputs(a, train)
+    assert (delta[:, 0] != 0).all() and (delta[:, 1] == 0).all()
+    others = np.median(np.abs(delta[:, 2:] / t[:, 2:]), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = pt.tl.GPModel(a, n_components=6).fit(train)
+        np.testing.assert_allclose(m.gene_se_, np.r_[np.median(others), np.median(others), others], rtol=1e-6)
+        a.varm["deg_scores"] = scores * 0.0
+        m = pt.tl.GPModel(a, n_components=6).fit(train)
+    np.testing.assert_array_equal(m.gene_se_, np.ones(a.n_vars))
+
+
+def test_gp_model_joint_covariance_and_samples_by_hand(gp_adata):
+    """``full_cov``: the latent k(x*, x*) - k(x*, x) K⁻¹ k(x, x*); samples: mean + chol(cov + (noise + 1e-9) I) z
+    scaled per gene, with z from ``default_rng(0)`` and 100 draws by default."""
+    perts = gp_adata.uns["deg"]["perturbations"]
+    train, test = perts[:30], perts[30:35]
+    m = pt.tl.GPModel(gp_adata, n_components=6).fit(train)
+    hp = m.gp_.hyperparameters
+    x, xs = m._embed(train), m._embed(test)
+
+    def k(a, b):
+        return hp["variance"] * np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * hp["lengthscale"] ** 2))
+
+    K = k(x, x) + (hp["noise"] + m.gp_.jitter) * np.eye(30)
+    cov = k(xs, xs) - k(xs, x) @ np.linalg.solve(K, k(x, xs))
+    mean, got = m.predict_distribution(test, full_cov=True)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, cov, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(mean, m.predict_distribution(test)[0])
+    chol = np.linalg.cholesky(got + (hp["noise"] + 1e-9) * np.eye(5))
+    z = np.random.default_rng(0).standard_normal((100, 5, gp_adata.n_vars))
+    want = mean[None] + (chol @ z) * m.y_scale_
+    np.testing.assert_allclose(m.sample(test), want, rtol=1e-10, atol=1e-12)
+    z = np.random.default_rng(3).standard_normal((7, 5, gp_adata.n_vars))
+    np.testing.assert_allclose(m.sample(test, 7, rng=3), mean[None] + (chol @ z) * m.y_scale_, rtol=1e-10, atol=1e-12)
+
+
+def test_gp_model_fold_change_uses_the_labels_offset(gp_adata):
+    """``logfc`` is log2 of (expm1(mean + offset) + 1e-9) / (expm1(control + offset) + 1e-9) with the labels' offset."""
+    b = gp_adata.copy()
+    pt.pp.deg_labels(b, fc_offset=0.5)
+    perts = b.uns["deg"]["perturbations"]
+    pred = pt.tl.GPModel(b, n_components=6).fit(perts[:30]).predict(perts[30:], inplace=False)
+    mu, control = pred.mean[perts[30:]].to_numpy(), b.var["deg_control_mean"].to_numpy()[:, None]
+    fc = (np.expm1(mu + 0.5) + 1e-9) / (np.expm1(control + 0.5) + 1e-9)
+    np.testing.assert_allclose(pred.logfc[perts[30:]].to_numpy(), np.log2(fc), rtol=1e-5, atol=1e-6)

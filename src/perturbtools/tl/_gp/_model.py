@@ -132,6 +132,9 @@ class GPModel(EmbeddingInput, PerturbationModel):
 
         from ._module import fit_shared_rbf
 
+        if len(train) < 2:
+            msg = f"GPModel needs at least 2 training perturbations to fit a kernel, got {len(train)}: {train}."
+            raise ValueError(msg)
         idx = self.data_.index(train)
         x = self._embed(train)
         delta = self.data_.delta[idx]
@@ -149,14 +152,14 @@ class GPModel(EmbeddingInput, PerturbationModel):
 
         limit = self.init_params_.get("max_fit_perturbations")
         sub = np.sort(rng.choice(len(x), limit, replace=False)) if limit and len(x) > limit else slice(None)
-        med = float(np.median(pdist(x[sub]))) if len(x) > 1 else 1.0
+        med = float(np.median(pdist(x[sub])))
         device = resolve_device(accelerator)
-        xt = torch.from_numpy(x.astype(np.float64)).to(device)
-        yt = torch.from_numpy(y.astype(np.float64)).to(device)
+        self.x_train_ = torch.from_numpy(x.astype(np.float64))  # the posterior conditions on these, on the CPU
+        self.y_train_ = torch.from_numpy(y.astype(np.float64))
+        xt, yt = self.x_train_.to(device), self.y_train_.to(device)
         rows = slice(None) if isinstance(sub, slice) else torch.from_numpy(sub).to(device)
         gp, history = fit_shared_rbf(xt[rows], yt[rows], lengthscale=max(med, 1e-3), max_iter=max_epochs)
         self.gp_ = gp.to("cpu")
-        self.x_train_, self.y_train_ = xt.cpu(), yt.cpu()
         self.history_ = pd.DataFrame({"evaluation": range(len(history)), "neg_mll": history})
         logger.info("GP hyperparameters: %s", gp.hyperparameters)
 
