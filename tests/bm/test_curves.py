@@ -17,7 +17,8 @@ from perturbtools.tl import FineTunable
 def lines():
     """Two synthetic 'cell lines' with the same genes."""
     src = pt.data.synthetic(n_cells=1500, n_genes=50, n_perturbations=12, rng=3)
-    tgt = pt.data.synthetic(n_cells=1500, n_genes=50, n_perturbations=14, rng=4)
+    # the target has doubles: test folds then hold several unseen strata, and rows report the stratum "all"
+    tgt = pt.data.synthetic(n_cells=1500, n_genes=50, n_perturbations=14, n_doubles=6, rng=4)
     tgt.var_names = src.var_names
     for a in (src, tgt):
         pt.pp.deg_labels(a)
@@ -38,9 +39,11 @@ class _TunableMean(FineTunable, _Recorder):
     """Fine-tuning averages the pretrained mean with the target training mean; selects on validation like STAMP."""
 
     calls: ClassVar[list] = []
+    inits: ClassVar[list] = []
     selects_on_validation: ClassVar[bool] = True
 
     def fit(self, perturbations=None, *, rng=0, warm_start=False, **kwargs):
+        type(self).inits.append(dict(self.init_params_))
         before = self.mean_.copy() if warm_start else None
         super().fit(perturbations, rng=rng, warm_start=warm_start, **kwargs)
         if before is not None:
@@ -164,3 +167,82 @@ def test_few_shot_rejects_other_genes_and_models_that_cannot_fine_tune(lines):
         pt.bm.few_shot(src, tgt[:, :40].copy(), _TunableMean, shots=(0,), show_progress_bar=False)
     with pytest.raises(TypeError, match="cannot be fine-tuned"):
         pt.bm.few_shot(src, tgt, pt.tl.NonControlMean, shots=(0,), show_progress_bar=False)
+
+
+class _PlainTunable(_TunableMean):
+    """A fine-tunable model that does not hold out validation perturbations."""
+
+    calls: ClassVar[list] = []
+    selects_on_validation: ClassVar[bool] = False
+
+
+class _NoTraining(pt.tl.NonControlMean):
+    """A reference line that predicts without target training (like ``SourceRanking``)."""
+
+    needs_training: ClassVar[bool] = False
+
+    def _fit(self, train, **kwargs):
+        self.mean_ = self.data_.control_mean.copy()  # no change from control, whatever the training set
+
+
+def test_curve_defaults_subsets_and_progress(lines, capsys, monkeypatch):
+    """Five folds by default; ``perturbations`` restricts the folds; the progress bar is named and can be forced on."""
+    src, tgt = lines
+    perts = list(tgt.uns["deg"]["perturbations"])
+    table = pt.bm.learning_curve(tgt, {"mean": pt.tl.NonControlMean}, train_sizes=[2], show_progress_bar=False)
+    assert list(table["fold"]) == list(range(5))
+    subset = perts[:9]
+    seed, folds = _seed_and_folds(subset, 3)
+    _Recorder.calls = []
+    pt.bm.learning_curve(tgt, {"mean": _Recorder}, train_sizes=[5], n_splits=3, perturbations=subset,
+                         show_progress_bar=False)  # fmt: skip
+    for fold, call in enumerate(_Recorder.calls):
+        order = np.random.default_rng(seed + fold).permutation(len(folds[fold][0]))
+        assert call["train"] == [folds[fold][0][i] for i in order[:5]]
+    _TunableMean.calls = []
+    table = pt.bm.few_shot(src, tgt, _TunableMean, shots=(0,), show_progress_bar=False)
+    assert list(table["fold"]) == list(range(5))
+    monkeypatch.setattr(pt.settings, "progress_bar", False)  # the argument overrides the setting
+    capsys.readouterr()
+    pt.bm.learning_curve(tgt, {"mean": pt.tl.NonControlMean}, train_sizes=[2], n_splits=2, show_progress_bar=True)
+    assert "learning curve: 100%" in capsys.readouterr().err
+    pt.bm.few_shot(src, tgt, _TunableMean, shots=(0,), n_splits=2, show_progress_bar=True)
+    assert "few-shot: 100%" in capsys.readouterr().err
+
+
+def test_learning_curve_key_added_none(lines):
+    a = lines[1]
+    with pytest.raises(ValueError, match=r"`learning_curve\(inplace=True\)` needs a `key_added`"):
+        pt.bm.learning_curve(a, {"mean": pt.tl.NonControlMean}, train_sizes=[2], key_added=None, inplace=True)
+    with pytest.warns(FutureWarning, match=r"`learning_curve\(key_added=None\)` is deprecated"):
+        pt.bm.learning_curve(a, {"mean": pt.tl.NonControlMean}, train_sizes=[2], n_splits=2, key_added=None,
+                             show_progress_bar=False)  # fmt: skip
+
+
+def test_few_shot_init_arguments_plain_fine_tuning_and_untrained_baselines(lines):
+    """Pretraining gets the init arguments; a model without validation selection gets no ``val_perturbations``; a
+    baseline that needs no target training is scored at n = 0 too; the per-perturbation table is labelled."""
+    src, tgt = lines
+    _PlainTunable.calls, _PlainTunable.inits = [], []
+    table, per = pt.bm.few_shot(
+        src, tgt, (_PlainTunable, {"note": "init"}), shots=(0, 2), n_splits=2,
+        baselines={"untrained": _NoTraining, "mean": pt.tl.NonControlMean}, return_per_perturbation=True,
+        show_progress_bar=False,
+    )  # fmt: skip
+    assert _PlainTunable.inits[0] == {"note": "init"}
+    assert all("val_perturbations" not in c for c in _PlainTunable.calls)
+    keys = set(zip(table["strategy"], table["fold"], table["n"], strict=True))
+    assert keys == {(s, f, n) for f in range(2) for s, n in
+                    [("pretrained", 0), ("untrained", 0), ("pretrained", 2), ("scratch", 2), ("untrained", 2),
+                     ("mean", 2)]}  # fmt: skip
+    assert set(zip(per["strategy"], per["fold"], per["n"], strict=True)) == keys
+    pd.testing.assert_index_equal(per.index, pd.RangeIndex(len(per)))
+    # the unseen stratum of each test perturbation, against the n training perturbations of its row
+    data = pt.tl.LabelledData.from_adata(tgt)
+    seed, folds = _seed_and_folds(list(data.perturbations), 2)
+    for (strategy, fold, n), group in per.groupby(["strategy", "fold", "n"]):
+        train_all, _ = folds[fold]
+        order = np.random.default_rng(seed + fold).permutation(len(train_all))
+        train = [train_all[i] for i in order[:n]]
+        want = pt.pp.unseen_labels(group["perturbation"], train).astype(str).to_numpy()
+        np.testing.assert_array_equal(group["unseen"].to_numpy(), want, err_msg=str((strategy, fold, n)))

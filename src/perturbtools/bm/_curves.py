@@ -187,7 +187,7 @@ def few_shot(
         per_rows.append(per.reset_index().assign(strategy=strategy, fold=fold, n=n))
 
     # n shots train on all n target perturbations: none is held out for model selection
-    all_shots = {"val_perturbations": []} if getattr(cls, "selects_on_validation", False) else {}
+    all_shots = {"val_perturbations": []} if cls.selects_on_validation else {}
     scratch_spec = (cls, init_kwargs, {**all_shots, **fit_kwargs})
     for fold, n in _progress(tasks, show_progress_bar=show_progress_bar, desc="few-shot"):
         train_all, test = folds[fold]
@@ -204,7 +204,7 @@ def few_shot(
             )
             record(per, pooled, "scratch", fold, n)
         for name, bspec in base_specs.items():
-            if n == 0 and getattr(bspec[0], "needs_training", True):
+            if n == 0 and bspec[0].needs_training:
                 continue
             per, pooled, _ = _fit_evaluate(bspec, target, data, train, test, labels_key=labels_key, seed=seed + fold)
             record(per, pooled, name, fold, n)

@@ -50,6 +50,8 @@ class PerturbationModel(ABC):
     _needs_expression: ClassVar[bool] = True
     #: whether ``fit`` needs at least one training perturbation (``False`` for models that transfer from a source)
     needs_training: ClassVar[bool] = True
+    #: whether ``fit`` holds out validation perturbations for model selection (``val_perturbations``, e.g. STAMP)
+    selects_on_validation: ClassVar[bool] = False
     #: whether the family learns from the DEG labels (a warning when the training perturbations have none)
     _learns_de_labels: ClassVar[bool] = False
 
