@@ -52,6 +52,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def dcor():
+    """The ``dcor`` package as an independent cross-check, or ``None`` where it cannot run: not installed, or numba's
+    JIT turned off (as mutmut does), under which dcor's kernels fail. By-hand references then stand alone."""
+    if os.environ.get("NUMBA_DISABLE_JIT") == "1" or importlib.util.find_spec("dcor") is None:
+        return None
+    import dcor
+
+    return dcor
+
+
+@pytest.fixture
 def adata():
     """600 cells x 60 genes, 6 singles + 3 doubles + control, log-normalised, seed-fixed."""
     return pt.data.synthetic(n_cells=600, n_genes=60, n_perturbations=6, n_doubles=3, rng=0)

@@ -239,6 +239,16 @@ def test_reduce_embedding_concat():
     assert out.shape == (20, 4)
 
 
+def _textbook_kernels(m, x, xs):
+    """By hand, for a fitted GPModel: RBF k(x*, x), k(x*, x*) and K = k(x, x) + (noise + jitter) I."""
+    hp = m.gp_.hyperparameters
+
+    def k(a, b):
+        return hp["variance"] * np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * hp["lengthscale"] ** 2))
+
+    return k(xs, x), k(xs, xs), k(x, x) + (hp["noise"] + m.gp_.jitter) * np.eye(len(x))
+
+
 def test_gp_model_posterior_is_a_textbook_gp_on_centred_scaled_outputs(gp_adata):
     """Prediction = training mean delta + scale * K*ᵀ (K + σ²I)⁻¹ (centred, scaled training deltas), by hand."""
     perts = gp_adata.uns["deg"]["perturbations"]
@@ -249,16 +259,9 @@ def test_gp_model_posterior_is_a_textbook_gp_on_centred_scaled_outputs(gp_adata)
     y_mean = delta.mean(0)
     np.testing.assert_allclose(m.y_mean_, y_mean)
     y = (delta - y_mean) / m.y_scale_
-    hp = m.gp_.hyperparameters
-    x, xs = m._embed(train), m._embed(test)
-
-    def k(a, b):
-        d2 = ((a[:, None] - b[None]) ** 2).sum(-1)
-        return hp["variance"] * np.exp(-d2 / (2 * hp["lengthscale"] ** 2))
-
-    K = k(x, x) + (hp["noise"] + m.gp_.jitter) * np.eye(len(x))
-    mean = k(xs, x) @ np.linalg.solve(K, y) * m.y_scale_ + y_mean
-    var = (np.diag(k(xs, xs) - k(xs, x) @ np.linalg.solve(K, k(x, xs)))[:, None] + hp["noise"]) * m.y_scale_**2
+    ks, kss, K = _textbook_kernels(m, m._embed(train), m._embed(test))
+    mean = ks @ np.linalg.solve(K, y) * m.y_scale_ + y_mean
+    var = (np.diag(kss - ks @ np.linalg.solve(K, ks.T))[:, None] + m.gp_.hyperparameters["noise"]) * m.y_scale_**2
     got_mean, got_var = m.predict_distribution(test)
     np.testing.assert_allclose(got_mean, mean, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(got_var, var, rtol=1e-6, atol=1e-12)
@@ -310,19 +313,13 @@ def test_gp_model_fits_hyperparameters_on_a_subset_and_conditions_on_all(gp_adat
     m = pt.tl.GPModel(gp_adata, n_components=6, max_fit_perturbations=12).fit(train)
     assert m.gp_.hyperparameters != full.gp_.hyperparameters  # fitted on 12 of the 30
     # the posterior conditions on all 30 training perturbations with those hyperparameters (textbook GP)
-    hp, data = m.gp_.hyperparameters, m.data_
-    delta = data.delta[data.index(train)]
+    delta = m.data_.delta[m.data_.index(train)]
     y = (delta - delta.mean(0)) / m.y_scale_
-    x, xs = m._embed(train), m._embed(test)
-
-    def k(a, b):
-        return hp["variance"] * np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * hp["lengthscale"] ** 2))
-
-    K = k(x, x) + (hp["noise"] + m.gp_.jitter) * np.eye(30)
+    ks, _, K = _textbook_kernels(m, m._embed(train), m._embed(test))
+    assert len(K) == 30
     np.testing.assert_allclose(
-        m.predict_distribution(test)[0], k(xs, x) @ np.linalg.solve(K, y) * m.y_scale_ + delta.mean(0), rtol=1e-6,
-        atol=1e-9,
-    )  # fmt: skip
+        m.predict_distribution(test)[0], ks @ np.linalg.solve(K, y) * m.y_scale_ + delta.mean(0), rtol=1e-6, atol=1e-9
+    )
     with pytest.raises(ValueError, match="at least 2"):
         pt.tl.GPModel(gp_adata, n_components=6, max_fit_perturbations=1)
 
@@ -498,19 +495,13 @@ def test_gp_model_joint_covariance_and_samples_by_hand(gp_adata):
     perts = gp_adata.uns["deg"]["perturbations"]
     train, test = perts[:30], perts[30:35]
     m = pt.tl.GPModel(gp_adata, n_components=6).fit(train)
-    hp = m.gp_.hyperparameters
-    x, xs = m._embed(train), m._embed(test)
-
-    def k(a, b):
-        return hp["variance"] * np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / (2 * hp["lengthscale"] ** 2))
-
-    K = k(x, x) + (hp["noise"] + m.gp_.jitter) * np.eye(30)
-    cov = k(xs, xs) - k(xs, x) @ np.linalg.solve(K, k(x, xs))
+    ks, kss, K = _textbook_kernels(m, m._embed(train), m._embed(test))
+    cov = kss - ks @ np.linalg.solve(K, ks.T)
     mean, got = m.predict_distribution(test, full_cov=True)
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, cov, rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(mean, m.predict_distribution(test)[0])
-    chol = np.linalg.cholesky(got + (hp["noise"] + 1e-9) * np.eye(5))
+    chol = np.linalg.cholesky(got + (m.gp_.hyperparameters["noise"] + 1e-9) * np.eye(5))
     z = np.random.default_rng(0).standard_normal((100, 5, gp_adata.n_vars))
     want = mean[None] + (chol @ z) * m.y_scale_
     np.testing.assert_allclose(m.sample(test), want, rtol=1e-10, atol=1e-12)
