@@ -99,7 +99,8 @@ class GPModel(EmbeddingInput, PerturbationModel):
         Parameters
         ----------
         perturbations
-            Training perturbations; default: the split's ``train`` set, else every labelled perturbation.
+            Training perturbations (at least 2: centred outputs of one perturbation are all zero and fit no kernel);
+            default: the split's ``train`` set, else every labelled perturbation.
         rng
             Seed or :class:`numpy.random.Generator`; ``0`` by default so results reproduce.
         max_epochs
