@@ -15,7 +15,8 @@ Run from the repository root (slow: about 2-20 s per mutant on 2 cores)::
 Results accumulate in ``mutants/`` (git-ignored; mutmut re-runs only what changed). The script writes
 ``tools/mutation_score.csv`` (module, mutants, killed, survived, equivalent, timeout, no_tests, not_checked, checked,
 score; score = killed / (killed + survived + timeout + no_tests), over the mutants that were checked) and
-``tools/mutation_survivors.txt`` (the surviving mutants: ``mutmut show NAME`` prints one).
+``tools/mutation_survivors.txt`` (the surviving mutants: ``mutmut show NAME`` prints one). A module that this run
+did not check keeps its committed row, so one module can be measured at a time.
 
 Equivalent mutants (the code behaves the same, so no test can kill them) are listed with the reason in
 ``tools/mutation_equivalent.csv`` (``mutant,mutated_line,reason``). They count in the ``equivalent`` column, not in the
@@ -105,6 +106,21 @@ def scores() -> tuple[list[dict], list[str]]:
     return rows, survivors
 
 
+def merge_with_committed(rows: list[dict], survivors: list[str]) -> tuple[list[dict], list[str]]:
+    """Keep the committed row (and survivors) of each module that this run did not check.
+
+    ``mutants/`` holds only the modules of the latest run(s); a module with no checked mutant here keeps the score
+    written by its own earlier run instead of being overwritten with an empty row.
+    """
+    csv_path, surv_path = ROOT / "tools" / "mutation_score.csv", ROOT / "tools" / "mutation_survivors.txt"
+    committed = {r["module"]: r for r in csv.DictReader(csv_path.open())} if csv_path.exists() else {}
+    old_survivors = surv_path.read_text().split() if surv_path.exists() else []
+    measured = {r["module"]: r for r in rows if r["checked"]}
+    merged = {**committed, **{r["module"]: r for r in rows if r["module"] not in committed}, **measured}
+    kept = [name for name in old_survivors if name.rsplit(".", 1)[0] in set(merged) - set(measured)]
+    return [merged[m] for m in sorted(merged)], sorted(set(kept) | set(survivors))
+
+
 def main(argv: list[str]) -> int:
     """Run, then write the CSV and the survivors list."""
     modules = [a for a in argv if not a.startswith("--")]
@@ -112,13 +128,14 @@ def main(argv: list[str]) -> int:
     if "--report-only" not in argv:
         run(modules, max_children)
     rows, survivors = scores()
+    rows, survivors = merge_with_committed(rows, survivors)
     with (ROOT / "tools" / "mutation_score.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     (ROOT / "tools" / "mutation_survivors.txt").write_text("\n".join(survivors) + "\n")
     for r in rows:
-        print(f"{r['module']:40s} {r['killed']:5d}/{r['checked']:5d} checked of {r['mutants']:5d}  score {r['score']}")
+        print(f"{r['module']:40s} {r['killed']:>5}/{r['checked']:>5} checked of {r['mutants']:>5}  score {r['score']}")
     return 0
 
 

@@ -271,6 +271,37 @@ def test_mean_from_fold_change_inverts_fold_change_with_the_default_offset():
     np.testing.assert_allclose(fold_change(mean_p, mean_c), fc, rtol=1e-12)
 
 
+def test_mean_from_fold_change_floors_fold_changes_no_means_have():
+    from perturbtools.pp._deg_core import mean_from_fold_change
+
+    got = mean_from_fold_change(np.array([-1.0, 0.0]), np.array([2.0, 0.0]))
+    # FC -1 of a control mean 2: fc * (expm1(2.1) + 1e-9) - 1e-9 < -1, floored at -1 + 1e-12
+    assert got[0] == pytest.approx(np.log1p(-1 + 1e-12) - 0.1, rel=1e-12)
+    assert got[0] == pytest.approx(np.log(1e-12) - 0.1, rel=1e-3)
+    assert got[1] == pytest.approx(np.log1p(-1e-9) - 0.1, rel=1e-12)  # FC 0: not floored
+
+
+def test_streamed_moments_of_empty_groups_value_range_and_progress(monkeypatch, capsys):
+    """Streamed group moments: a group without cells, the stored values' range with the implicit zeros, a matrix
+    without rows (no value: NaN range), and the named progress bar."""
+    rng = np.random.default_rng(0)
+    dense = np.where(rng.random((40, 6)) < 0.5, 0.0, rng.uniform(0.1, 0.6, (40, 6)))
+    codes = np.repeat([0, 1, -1, 0], 10)
+    m = group_moments(sparse.csr_matrix(dense), codes, 3, chunk_size=7)  # group 2 has no cell
+    np.testing.assert_array_equal(m.n, [20, 10, 0])
+    np.testing.assert_allclose(m.mean[:2], [dense[codes == 0].mean(axis=0), dense[codes == 1].mean(axis=0)])
+    assert np.isnan(m.mean[2]).all()
+    assert m.value_min == 0.0 and m.value_max == pytest.approx(dense[codes >= 0].max())  # below 1
+    empty = group_moments(np.zeros((0, 6)), np.zeros(0, dtype=np.int64), 2, chunk_size=7)
+    np.testing.assert_array_equal(empty.n, [0, 0])
+    assert np.isnan(empty.value_min) and np.isnan(empty.value_max)
+    monkeypatch.setattr(pt.settings, "progress_bar", False)  # the argument overrides the setting
+    capsys.readouterr()
+    group_moments(sparse.csr_matrix(dense), codes, 3, chunk_size=7, show_progress_bar=True)
+    err = capsys.readouterr().err
+    assert "reading cells: 100%" in err and "6/6" in err and ("chunk/s" in err or "s/chunk" in err)
+
+
 @pytest.mark.parametrize("fmt", ["csr", "csc", "dense"])
 def test_backed_file_streams_to_the_in_memory_result(adata, tmp_path, fmt):
     """deg_labels / pseudobulk on `read_h5ad(backed="r")` (read in row chunks) equal the in-memory results."""
@@ -298,6 +329,9 @@ def test_dask_matrix_streams_and_nan_chunk_names_rows(adata):
     lazy = adata.copy()
     lazy.X = da.from_array(dense, chunks=(128, dense.shape[1]))
     pt.pp.deg_labels(lazy, chunk_size=128)
+    np.testing.assert_allclose(lazy.varm["deg_scores"].to_numpy(), want.varm["deg_scores"].to_numpy(), rtol=1e-10)
+    lazy.X = da.from_array(sparse.csr_matrix(dense), chunks=(128, dense.shape[1]), asarray=False)
+    pt.pp.deg_labels(lazy, chunk_size=100)  # chunks of scipy.sparse matrices, as in anndata's lazily read sparse X
     np.testing.assert_allclose(lazy.varm["deg_scores"].to_numpy(), want.varm["deg_scores"].to_numpy(), rtol=1e-10)
     bad = dense.copy()
     bad[300, 2] = np.nan

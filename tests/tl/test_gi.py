@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import warnings
 import zlib
 
 import numpy as np
@@ -62,8 +64,6 @@ def test_theil_sen_subsampled_is_close():
 )
 def test_spatial_median_equals_sklearn(case):
     """The modified Weiszfeld iteration against scikit-learn's own (``_theil_sen._spatial_median``)."""
-    import warnings
-
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model._theil_sen import _spatial_median as sk_spatial_median
 
@@ -231,6 +231,7 @@ def test_precision_at_k_against_hand_ranking():
     assert pt.tl.gi_precision_at_k(shuffled, observed, k=10)["synergy"] == pytest.approx(
         (observed.loc[top, "magnitude"] > 1.15).mean()
     )
+    pd.testing.assert_series_equal(pt.tl.gi_precision_at_k(shuffled, observed), pt.tl.gi_precision_at_k(shuffled, observed, k=10))  # fmt: skip
     capped = pt.tl.gi_precision_at_k(observed.iloc[:4], observed.iloc[:4], k=10)
     assert capped.attrs == {"k_requested": 10, "k_used": 4, "n_doubles": 4} and capped.name == "precision@4"
 
@@ -257,8 +258,11 @@ def test_precision_sets_thresholds_by_hand():
     assert old["additive"].tolist() == [True, True, True, True]  # |magnitude - 1| <= 0.3
     # first set in SPEC order, else additive
     assert pt.tl.threshold_classes(scores).tolist() == ["synergy", "suppressor", "additive", "additive"]
-    with pytest.warns(DeprecationWarning, match="gi_precision_sets"):
-        pt.tl.gi_subtypes(scores)
+    with pytest.warns(DeprecationWarning, match="gi_precision_sets") as rec:
+        old_name = pt.tl.gi_subtypes(scores, rules=pt.tl._gi_core.PRECISION_SETS_OLD)
+    pd.testing.assert_frame_equal(old_name, old)
+    if "MUTANT_UNDER_TEST" not in os.environ:  # mutmut's trampoline adds a frame between caller and function
+        assert rec[0].filename == __file__  # the warning points at the caller's line
 
 
 def test_score_agreement_against_scipy():
@@ -512,7 +516,9 @@ def test_singles_labelled_a_plus_ctrl_and_another_delimiter_score_the_same():
     under.obs["perturbation"] = under.obs["perturbation"].astype(str).str.replace("+", "_", regex=False)
     got = pt.tl.gi_scores(pt.pp.deg_labels(under, delimiter="_", copy=True), min_genes=10, show_progress_bar=False)
     pd.testing.assert_frame_equal(got.set_axis(want.index), want)
-    with pytest.raises(ValueError, match=r"delimiter '\+'.*check `delimiter=`"):
+    with pytest.raises(
+        ValueError, match=r"0 labelled double\(s\), 10 labelled single\(s\) \(delimiter '\+'.*check `delimiter=`"
+    ):
         pt.tl.gi_scores(pt.pp.deg_labels(under, copy=True), min_genes=10, show_progress_bar=False)
 
 
@@ -526,3 +532,417 @@ def test_gi_scores_core_seeded_and_constant_double():
     assert one == gi_scores_core(d_a, d_b, d_ab, max_subpopulation=200, rng=5)  # subsampled Theil-Sen is seeded
     flat = gi_scores_core(d_a, d_b, np.zeros(80), max_subpopulation=200, rng=5)
     assert flat["model_fit"] == 0.0  # a constant double: no correlation to measure, reported as 0
+
+
+def _labelled_doubles(rng=1, n_genes=80, n_doubles=6, key_added="deg"):
+    """Labelled synthetic doubles; the labels' control mean is set to 0 for genes 0-4 and to 0.5 for genes 5-9 (the
+    simulator's control means are all above 1), so that ``min_mean`` selects genes."""
+    a = pt.data.synthetic(n_cells=1500, n_genes=n_genes, n_perturbations=6, n_doubles=n_doubles, rng=rng)
+    pt.pp.deg_labels(a, key_added=key_added)
+    ctrl = a.var[f"{key_added}_control_mean"].to_numpy().copy()
+    ctrl[:5], ctrl[5:10] = 0.0, 0.5
+    a.var[f"{key_added}_control_mean"] = ctrl
+    return a
+
+
+def _observed_delta(a, p, keep, labels_key="deg"):
+    ctrl = a.var[f"{labels_key}_control_mean"].to_numpy(np.float64)
+    return (a.varm[f"{labels_key}_mean"][p].to_numpy(np.float64) - ctrl)[keep]
+
+
+def test_gi_scores_of_written_predictions_with_observed_or_predicted_singles():
+    """Deltas of predictions (predicted mean - control mean) for doubles, and for singles with singles='predicted'."""
+    from perturbtools._predictions import Predictions, write_predictions
+
+    a = _labelled_doubles()
+    perts = list(a.uns["deg"]["perturbations"])
+    doubles = [p for p in perts if "+" in p]
+    singles = [p for p in perts if "+" not in p]
+    rng = np.random.default_rng(3)
+    ctrl = a.var["deg_control_mean"].to_numpy(np.float64)
+    predicted = {p: (ctrl + rng.normal(scale=0.5, size=a.n_vars)).astype(np.float32) for p in singles + doubles[:3]}
+    preds = Predictions.from_arrays(a.var_names, list(predicted), mean=np.stack(list(predicted.values())))
+    write_predictions(a, preds, "toy", {})
+    kw = {"min_genes": 10, "max_subpopulation": 500, "show_progress_bar": False}
+    expressed = ctrl > 0
+    pd.testing.assert_frame_equal(pt.tl.gi_scores(a, "toy", **kw), pt.tl.gi_scores(a, "toy", singles="observed", **kw))
+    for singles_from in ("observed", "predicted"):
+        out = pt.tl.gi_scores(a, "toy", singles=singles_from, **kw)
+        assert list(out.index) == doubles[:3]  # only the predicted doubles are scored
+        for p in doubles[:3]:
+            ga, gb = p.split("+")
+            keep = expressed & ~a.var_names.isin([ga, gb])
+
+            def d(q, keep=keep, singles_from=singles_from):
+                if q in doubles or singles_from == "predicted":
+                    return (predicted[q].astype(np.float64) - ctrl)[keep]
+                return _observed_delta(a, q, keep)
+
+            ref = pt.tl.gi_scores_core(d(ga), d(gb), d(p), max_subpopulation=500)
+            np.testing.assert_allclose(out.loc[p, list(ref)].to_numpy(float), list(ref.values()), rtol=1e-9)
+            assert out.loc[p, "n_genes"] == keep.sum()
+    partial = Predictions.from_arrays(a.var_names, doubles[:3], mean=np.stack([predicted[p] for p in doubles[:3]]))
+    write_predictions(a, partial, "doubles_only", {})
+    with pytest.raises(KeyError, match="were not predicted under 'doubles_only'"):
+        pt.tl.gi_scores(a, "doubles_only", singles="predicted", **kw)
+
+
+def test_gi_scores_passes_its_options_to_the_scores():
+    a = _labelled_doubles()
+    double = next(p for p in a.uns["deg"]["perturbations"] if "+" in p)
+    ga, gb = double.split("+")
+    ctrl = a.var["deg_control_mean"].to_numpy()
+    keep = (ctrl > 0.5) & ~a.var_names.isin([ga, gb])
+    deltas = [_observed_delta(a, q, keep) for q in (ga, gb, double)]
+    out = pt.tl.gi_scores(
+        a, doubles=[double], model_fit="dcor", min_mean=0.5, max_subpopulation=40, min_genes=5, show_progress_bar=False
+    )
+    ref = pt.tl.gi_scores_core(*deltas, model_fit="dcor", max_subpopulation=40)
+    assert list(out.index) == [double] and out.index.name == "perturbation"  # only the listed doubles
+    assert out.loc[double, ["gene_a", "gene_b"]].tolist() == [ga, gb]
+    assert out.loc[double, "n_genes"] == keep.sum() == 80 - 10 - 2  # genes 0-9 not above 0.5, the two targets
+    np.testing.assert_allclose(out.loc[double, list(ref)].to_numpy(float), list(ref.values()), rtol=1e-9)
+    assert out.loc[double, "model_fit"] != pytest.approx(
+        pt.tl.gi_scores_core(*deltas, model_fit="pearson", max_subpopulation=40)["model_fit"]
+    )
+
+
+def test_gi_scores_default_subsets_and_model_fit():
+    """Defaults: 100,000 Theil-Sen subsets (more genes than that many pairs: subsampled) and a Pearson model fit."""
+    from scipy.stats import pearsonr
+
+    a = _labelled_doubles(n_genes=480, n_doubles=2, key_added="lab")
+    double = next(p for p in a.uns["lab"]["perturbations"] if "+" in p)
+    ga, gb = double.split("+")
+    keep = (a.var["lab_control_mean"].to_numpy() > 0) & ~a.var_names.isin([ga, gb])
+    assert keep.sum() == 480 - 5 - 2  # min_mean 0: genes 0-4 (control mean 0) and the targets left out
+    assert keep.sum() * (keep.sum() - 1) / 2 > 100_000
+    d_a, d_b, d_ab = (_observed_delta(a, q, keep, "lab") for q in (ga, gb, double))
+    out = pt.tl.gi_scores(a, doubles=[double], labels_key="lab", show_progress_bar=False).loc[double]
+    ref = pt.tl.gi_scores_core(d_a, d_b, d_ab, model_fit="pearson", max_subpopulation=100_000)
+    np.testing.assert_allclose(out[list(ref)].to_numpy(float), list(ref.values()), rtol=1e-9)
+    other = pt.tl.gi_scores_core(d_a, d_b, d_ab, model_fit="pearson", max_subpopulation=99_999)
+    assert abs(other["c1"] - ref["c1"]) > 5e-6  # the number of subsets matters here
+    X = np.column_stack([d_a, d_b])
+    assert out["model_fit"] == pytest.approx(pearsonr(X @ out[["c1", "c2"]].to_numpy(float), d_ab).statistic, rel=1e-5)
+
+
+def test_gi_scores_keys_and_missing_cells():
+    a = _labelled_doubles()
+    kw = {"min_genes": 10, "max_subpopulation": 200, "show_progress_bar": False}
+    want = pt.tl.gi_scores(a, **kw)
+    assert pt.tl.gi_scores(a, inplace=True, **kw) is None
+    pd.testing.assert_frame_equal(a.uns["deg_gi"], want)
+    pt.tl.gi_scores(a, inplace=True, key_added="mine", **kw)
+    pd.testing.assert_frame_equal(a.uns["mine"], want)
+    label_only = a.copy()
+    del label_only.obs["perturbation"]
+    pd.testing.assert_frame_equal(pt.tl.gi_scores(label_only, **kw), want)  # log deltas need no cells
+    with pytest.raises(KeyError, match=r"adata.obs\['perturbation'\]` is missing"):
+        pt.tl.gi_scores(label_only, expression="control_z", **kw)
+    z = pt.tl.gi_scores(a, expression="control_z", **kw)
+    del a.uns["deg"]["params"]["layer"]  # labels written before the layer was recorded: X
+    pd.testing.assert_frame_equal(pt.tl.gi_scores(a, expression="control_z", **kw), z)
+
+
+def test_gi_scores_progress_bar(monkeypatch, capsys):
+    a = _labelled_doubles(n_doubles=2)
+    monkeypatch.setattr(pt.settings, "progress_bar", False)  # the argument overrides the setting
+    capsys.readouterr()
+    pt.tl.gi_scores(a, min_genes=10, max_subpopulation=100, show_progress_bar=True)
+    assert "GI scores: 100%" in capsys.readouterr().err
+
+
+def test_gi_scores_control_z_reads_the_labels_layer_and_zeroes_constant_genes():
+    a = pt.data.synthetic(n_cells=1500, n_genes=80, n_perturbations=6, n_doubles=6, rng=1)
+    X = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
+    pert = a.obs["perturbation"].astype(str).to_numpy()
+    X[:, 5] = np.where(pert == "control", 1.0, X[:, 5])  # constant in the controls, expressed
+    a.layers["logs"] = X.copy()
+    a.X = np.zeros_like(X)
+    pt.pp.deg_labels(a, layer="logs")
+    kw = {"min_genes": 10, "max_subpopulation": 200, "show_progress_bar": False}
+    out = pt.tl.gi_scores(a, expression="control_z", **kw)
+    double = out.index[0]
+    ga, gb = double.split("+")
+    sd = X[pert == "control"].astype(np.float64).std(axis=0, ddof=1)
+    keep = (a.var["deg_control_mean"].to_numpy() > 0) & ~a.var_names.isin([ga, gb])
+    assert keep[5] and sd[5] == 0
+    z = {p: (_observed_delta(a, p, keep) / np.where(sd > 0, sd, np.inf)[keep]) for p in (ga, gb, double)}
+    assert z[double][: keep[:5].sum() + 1][-1] == 0  # the constant gene enters with z = 0
+    ref = pt.tl.gi_scores_core(z[ga], z[gb], z[double], max_subpopulation=200)
+    np.testing.assert_allclose(out.loc[double, list(ref)].to_numpy(float), list(ref.values()), rtol=1e-9)
+    assert out.loc[double, "n_genes"] == keep.sum()
+
+
+def test_gi_few_genes_warning_counts_only_doubles_below_min_genes():
+    a = _labelled_doubles(n_doubles=2)
+    n = pt.tl.gi_scores(a, min_genes=1, show_progress_bar=False)["n_genes"]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pt.tl.gi_scores(a, min_genes=int(n.min()), show_progress_bar=False)  # n_genes == min_genes: no warning
+    below = int((n < n.max()).sum()) if n.nunique() > 1 else len(n)
+    with pytest.warns(
+        UserWarning,
+        match=rf"GI scores of {below} double\(s\) use fewer than `min_genes={n.max() + (n.nunique() == 1)}`",
+    ) as rec:
+        pt.tl.gi_scores(a, min_genes=int(n.max() + (n.nunique() == 1)), show_progress_bar=False)
+    assert "Lower `min_mean=0.0`" in str(rec[0].message)
+    if "MUTANT_UNDER_TEST" not in os.environ:  # mutmut's trampoline adds a frame between caller and function
+        assert rec[0].filename == __file__  # the warning points at the caller's line
+
+
+def test_precision_sets_take_any_rule_and_operator():
+    scores = pd.DataFrame({"magnitude": [0.5, 1.0, 1.5], "model_fit": [0.2, 0.5, 0.9]}, index=list("abc"))
+    rules = {"ge": ("magnitude", ">=", 1.0, True), "le": ("model_fit", "<=", 0.5, False), "gap": ("additivity_gap", "<", 0.5, False)}  # fmt: skip
+    sets = pt.tl.gi_precision_sets(scores, rules=rules)
+    expected = pd.DataFrame({"ge": [False, True, True], "le": [True, True, False], "gap": [False, True, False]}, index=list("abc"))  # fmt: skip
+    pd.testing.assert_frame_equal(sets, expected)
+
+
+def test_precision_at_k_ranks_typical_doubles_first_and_warns_when_capped(caplog):
+    scores = pd.DataFrame(
+        {"magnitude": [0.8, 1.05, 1.3, 0.95], "model_fit": [0.95, 0.8, 0.9, 0.99], "similarity": [0.9, 0.5, 0.7, 0.95],
+         "equality_of_contribution": [0.1, 0.5, 0.9, 0.2], "dominance": [0.3, 0.1, 0.2, 0.4]},
+        index=list("abcd"),
+    )  # fmt: skip
+    truth = pt.tl.gi_precision_sets(scores)
+    with caplog.at_level("WARNING", logger="perturbtools.tl._gi"):
+        prec = pt.tl.gi_precision_at_k(scores, scores, k=2)
+    assert not caplog.records
+    # by hand, the two most typical per subtype: synergy high magnitude (c, b); suppressor low magnitude (a, d);
+    # additive small |magnitude - 1| (b, d); redundant high similarity (d, a); neomorphic low model fit (b, c);
+    # epistasis low equality (a, d)
+    top = {"synergy": "cb", "suppressor": "ad", "additive": "bd", "redundant": "da", "neomorphic": "bc", "epistasis": "ad"}  # fmt: skip
+    for subtype, pair in top.items():
+        assert prec[subtype] == pytest.approx(truth.loc[list(pair), subtype].mean()), subtype
+    with caplog.at_level("WARNING", logger="perturbtools.tl._gi"):
+        capped = pt.tl.gi_precision_at_k(scores, scores, k=10)
+    assert [r.getMessage() for r in caplog.records] == ["Precision@10: k capped at 4 (only 4 doubles)."]
+    assert capped.name == "precision@4"
+    none = pt.tl.gi_precision_at_k(scores, scores.set_axis(list("wxyz")), k=2)
+    assert none.isna().all() and none.attrs["n_doubles"] == 0
+
+
+def test_score_agreement_skips_missing_scores_and_infinite_values():
+    from scipy.stats import spearmanr
+
+    obs = pd.DataFrame({"magnitude": [1.0, 2.0, 3.0, 4.0, 5.0], "dominance": [0.1, np.inf, 0.3, -np.inf, 0.5]}, index=list("abcde"))  # fmt: skip
+    pred = pd.DataFrame({"magnitude": [1.5, 1.0, 3.5, 4.5, -np.inf], "dominance": [0.2] * 5}, index=list("abcde"))
+    out = pt.tl.gi_score_agreement(pred, obs, scores=["magnitude", "dominance", "model_fit"])
+    assert list(out.index) == ["magnitude", "dominance"]  # model_fit is in neither table
+    mag = out.loc["magnitude"]
+    assert mag["n"] == 4 and mag["reason"] == ""  # e dropped (infinite prediction)
+    assert mag["spearman"] == pytest.approx(spearmanr([1.5, 1.0, 3.5, 4.5], [1, 2, 3, 4]).statistic)
+    assert mag["mae"] == pytest.approx(np.mean([0.5, 1.0, 0.5, 0.5]))
+    dom = out.loc["dominance"]
+    assert dom["n"] == 3 and dom["reason"] == "constant scores" and np.isnan(dom["spearman"])  # b, d infinite
+    assert dom["mae"] == pytest.approx(np.mean([0.1, 0.1, 0.3]))
+    const_obs = pt.tl.gi_score_agreement(pred.assign(dominance=[0.1, 0.2, 0.3, 0.4, 0.5]), obs.assign(dominance=0.4))
+    assert const_obs.loc["dominance", "reason"] == "constant scores"
+    one_side = pt.tl.gi_score_agreement(pred.assign(similarity=0.5), obs)  # similarity only predicted: skipped
+    assert "similarity" not in one_side.index
+    empty = pt.tl.gi_score_agreement(pred, obs.set_axis(list("vwxyz")), scores=["magnitude"])
+    assert empty.loc["magnitude", "n"] == 0 and np.isnan(empty.loc["magnitude", "mae"])
+    assert empty.loc["magnitude", "reason"] == "0 doubles (< 3)"
+    three = pt.tl.gi_score_agreement(pred.iloc[:3], obs, scores=["magnitude"])
+    assert three.loc["magnitude", "reason"] == "" and three.loc["magnitude", "n"] == 3
+
+
+def test_interval_coverage_without_finite_doubles_is_undefined():
+    iv = pd.DataFrame({"perturbation": ["A+B", "A+C", "B+C"], "score": ["magnitude"] * 3, "low": [np.nan, 0.5, -np.inf], "high": [1.0, np.inf, 2.0]})  # fmt: skip
+    observed = pd.DataFrame({"magnitude": [1.0, np.inf, -np.inf]}, index=["A+B", "A+C", "B+C"])
+    row = pt.tl.gi_interval_coverage({"m": iv}, observed).loc[("magnitude", "m")]
+    assert row["n_doubles"] == 0
+    assert row[["coverage", "ci_low", "ci_high", "mean_width"]].isna().all()
+
+
+def test_gi_accuracy_against_sklearn():
+    from sklearn.metrics import f1_score
+
+    labels = {"A+B": "synergy", "A+C": "additive", "B+C": "suppressor", "C+D": "additive", "X+Y": "synergy"}
+    predicted = pd.Series({"A+B": "synergy", "A+C": "synergy", "B+C": "suppressor", "C+D": "additive", "D+E": "additive"})  # fmt: skip
+    out = pt.tl.gi_accuracy(predicted, labels)
+    y = ["synergy", "additive", "suppressor", "additive"]
+    p = ["synergy", "synergy", "suppressor", "additive"]
+    assert out["accuracy"] == pytest.approx(0.75) and out["n"] == 4
+    assert out["macro_f1"] == pytest.approx(f1_score(y, p, average="macro"))
+    with warnings.catch_warnings():  # a class that is never predicted scores F1 0, without a warning
+        warnings.simplefilter("error")
+        never = pt.tl.gi_accuracy(pd.Series({"A+B": "synergy", "A+C": "synergy"}), labels)
+    assert never["macro_f1"] == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="No predicted double has a published label"):
+        pt.tl.gi_accuracy(pd.Series({"P+Q": "synergy"}), labels)
+
+
+class _FixedPosterior:
+    """A model whose posterior draws are given (no GP): the GI workflow around ``sample`` checked by hand."""
+
+    def __init__(self, adata, draws_of, labels_key=None):
+        self.adata = adata
+        if labels_key is not None:  # a duck-typed model without ``data_keys_`` has its labels under "deg"
+            self.data_keys_ = {"labels_key": labels_key}
+        self.data_ = pt.tl.LabelledData.from_adata(adata, labels_key or "deg")
+        self.draws_of, self.calls = draws_of, []
+
+    def sample(self, doubles, n_samples, rng=None):
+        self.calls.append({"doubles": list(doubles), "n_samples": n_samples, "rng": rng})
+        return np.stack([self.draws_of[p][:n_samples] for p in doubles], axis=1)
+
+    def predict_distribution(self, doubles):
+        draws = np.stack([self.draws_of[p] for p in doubles])
+        return draws.mean(axis=1), draws.var(axis=1)
+
+
+def _posterior_of(a, labels_key=None, n=100, scale=0.3):
+    data = pt.tl.LabelledData.from_adata(a, labels_key or "deg")
+    doubles = [p for p in data.perturbations if "+" in p]
+    rng = np.random.default_rng(0)
+    draws = {p: data.delta[data.index([p])[0]] + rng.normal(scale=scale, size=(n, a.n_vars)) for p in doubles}
+    return _FixedPosterior(a, draws, labels_key), doubles
+
+
+class _ScoreRecorder:
+    """Stands in for ``gi_scores_core``: records what it is given, returns scores with some infinite values."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, d_a, d_b, d_ab, **kwargs):
+        i = len(self.calls)
+        self.calls.append({"d_a": d_a, "d_b": d_b, "d_ab": d_ab, **kwargs})
+        scores = {s: float(np.sin(i + k)) for k, s in enumerate(SCORES)}
+        scores["magnitude"] = 1 + float(np.cos(i))
+        if i % 7 == 3:
+            scores.update(dominance=np.inf, similarity=-np.inf)
+        return scores
+
+
+class _MagnitudeClassifier:
+    classes_ = ("strong", "weak", "never")
+
+    def predict(self, scores):
+        return pd.Series(np.where(scores["magnitude"] > 1, "strong", "weak"), index=scores.index)
+
+
+def test_gi_intervals_and_class_proba_of_given_draws_by_hand():
+    """Each draw scored against the observed singles (control-z, dcor, min_mean), then quantiles / class shares."""
+    from perturbtools.tl._gi_core import gi_scores_core
+
+    a = _labelled_doubles(n_doubles=4, key_added="lab")
+    model, doubles = _posterior_of(a, "lab", n=12)
+    doubles = doubles[:2]
+    data = model.data_
+    X = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
+    sd = X[a.obs["perturbation"].astype(str).to_numpy() == "control"].astype(np.float64).std(axis=0, ddof=1)
+    kw = {"n_samples": 12, "max_subpopulation": 300, "show_progress_bar": False}
+    iv = pt.tl.gi_intervals(
+        model, doubles[::-1], level=0.8, expression="control_z", model_fit="dcor", min_mean=0.2, **kw
+    )
+    assert list(dict.fromkeys(iv["perturbation"])) == doubles[::-1]
+    scores = {}
+    for p in doubles:
+        ga, gb = p.split("+")
+        keep = (data.control_mean > 0.2) & ~a.var_names.isin([ga, gb])
+        scale = np.where(sd > 0, sd, np.inf)[keep]
+        d_a, d_b = (data.delta[data.index([g])[0]][keep] / scale for g in (ga, gb))
+        scores[p] = pd.DataFrame([
+            gi_scores_core(d_a, d_b, model.draws_of[p][s][keep] / scale, model_fit="dcor", max_subpopulation=300)
+            for s in range(12)
+        ])  # fmt: skip
+        for score in SCORES:
+            row = iv[(iv["perturbation"] == p) & (iv["score"] == score)].iloc[0]
+            np.testing.assert_allclose(
+                row[["low", "median", "high"]].to_numpy(float), np.quantile(scores[p][score], [0.1, 0.5, 0.9]),
+                rtol=1e-9,
+            )  # fmt: skip
+    clf = pt.tl.GIClassifier.default()
+    proba = pt.tl.gi_class_proba(model, doubles[::-1], classifier=clf, model_fit="dcor", min_mean=0.2, expression="control_z", **kw)  # fmt: skip
+    assert list(proba.index) == doubles[::-1] and list(proba.columns) == [*clf.classes_, "call", "n_samples"]
+    for p in doubles:
+        calls = pd.Series(clf.predict(scores[p]).to_numpy())
+        share = calls.value_counts(normalize=True).reindex(clf.classes_, fill_value=0.0)
+        np.testing.assert_allclose(proba.loc[p, clf.classes_].to_numpy(float), share.to_numpy(), atol=1e-12)
+        assert proba.loc[p, "call"] == share.idxmax() and proba.loc[p, "n_samples"] == 12
+    with pytest.raises(ValueError, match="No double with both singles observed to score"):
+        pt.tl.gi_intervals(model, ["not+adouble"], **kw)
+
+
+def test_gi_posterior_workflow_defaults_and_wiring(monkeypatch, capsys):
+    """Defaults (all doubles, 100 draws, seed 0, 20,000 subsets, Pearson, min_mean 0, labels 'deg' for a model
+    without ``data_keys_``), infinite scores left out of the quantiles, classes of each draw, progress bars."""
+    import perturbtools.tl._gi as gi_module
+
+    a = _labelled_doubles(n_doubles=4)
+    model, doubles = _posterior_of(a)
+    singles = pt.tl._gi._single_labels(model.data_)
+    doubles = [p for p in doubles if all(g in singles for g in p.split("+"))]
+    assert len(doubles) >= 2
+    recorder = _ScoreRecorder()
+    monkeypatch.setattr(gi_module, "gi_scores_core", recorder)
+    iv = pt.tl.gi_intervals(model, show_progress_bar=False)
+    assert model.calls == [{"doubles": doubles, "n_samples": 100, "rng": 0}]
+    assert len(recorder.calls) == 100 * len(doubles)
+    assert {(c["max_subpopulation"], c["model_fit"]) for c in recorder.calls} == {(20_000, "pearson")}
+    replay = _ScoreRecorder()
+    for j, p in enumerate(doubles):
+        ga, gb = p.split("+")
+        keep = (model.data_.control_mean > 0) & ~a.var_names.isin([ga, gb])
+        assert len(recorder.calls[100 * j]["d_a"]) == keep.sum() == 80 - 5 - 2
+        np.testing.assert_array_equal(recorder.calls[100 * j + 5]["d_ab"], model.draws_of[p][5][keep])
+        np.testing.assert_array_equal(recorder.calls[100 * j]["d_a"], _observed_delta(a, ga, keep))
+        draws = pd.DataFrame([replay(None, None, None) for _ in range(100)])
+        for score in SCORES:
+            finite = draws[score][np.isfinite(draws[score])]
+            row = iv[(iv["perturbation"] == p) & (iv["score"] == score)].iloc[0]
+            np.testing.assert_allclose(row[["low", "median", "high"]].to_numpy(float), np.quantile(finite, [0.05, 0.5, 0.95]))  # fmt: skip
+    recorder.calls.clear()
+    model.calls.clear()
+    proba = pt.tl.gi_class_proba(model, classifier=_MagnitudeClassifier(), show_progress_bar=False)
+    assert model.calls == [{"doubles": doubles, "n_samples": 100, "rng": 0}]
+    assert {(c["max_subpopulation"], c["model_fit"]) for c in recorder.calls} == {(20_000, "pearson")}
+    strong = np.array([1 + np.cos(i) > 1 for i in range(100 * len(doubles))]).reshape(len(doubles), 100).mean(axis=1)
+    expected = pd.DataFrame(
+        {"strong": strong, "weak": 1 - strong, "never": 0.0, "call": np.where(strong >= 0.5, "strong", "weak"), "n_samples": 100},
+        index=pd.Index(doubles, name="perturbation"),
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(proba, expected, check_dtype=False)
+    # control z with the labels under "deg", read by a model without data_keys_
+    recorder.calls.clear()
+    pt.tl.gi_intervals(model, doubles[:1], n_samples=2, expression="control_z", show_progress_bar=False)
+    X = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
+    sd = X[a.obs["perturbation"].astype(str).to_numpy() == "control"].astype(np.float64).std(axis=0, ddof=1)
+    ga, gb = doubles[0].split("+")
+    keep = (model.data_.control_mean > 0) & ~a.var_names.isin([ga, gb])
+    np.testing.assert_allclose(recorder.calls[0]["d_a"], _observed_delta(a, ga, keep) / sd[keep], rtol=1e-12)
+    monkeypatch.setattr(pt.settings, "progress_bar", False)  # the argument overrides the setting
+    capsys.readouterr()
+    pt.tl.gi_intervals(model, doubles[:1], n_samples=2, show_progress_bar=True)
+    assert "GI intervals: 100%" in capsys.readouterr().err
+    pt.tl.gi_class_proba(model, doubles[:1], n_samples=2, show_progress_bar=True)
+    assert "GI classes: 100%" in capsys.readouterr().err
+
+
+def test_gi_class_proba_calibrates_the_draws_with_conformal_intervals(monkeypatch):
+    """With ``conformal=(level, intervals)`` the classified draws are ``calibrate_samples`` of the posterior draws."""
+    import perturbtools.tl._gi as gi_module
+    from perturbtools.tl._conformal_core import calibrate_samples
+
+    a = _labelled_doubles(n_doubles=4)
+    model, doubles = _posterior_of(a, n=10)
+    double = doubles[0]
+    ctrl = model.data_.control_mean
+    mean, var = model.predict_distribution([double])
+    lower = pd.DataFrame((ctrl + 3 * mean[0] - 1.0)[:, None], index=a.var_names, columns=[double])
+    upper = pd.DataFrame((ctrl + 3 * mean[0] + 1.0)[:, None], index=a.var_names, columns=[double])
+    recorder = _ScoreRecorder()
+    monkeypatch.setattr(gi_module, "gi_scores_core", recorder)
+    pt.tl.gi_class_proba(model, [double], n_samples=10, conformal=(0.8, {0.8: (lower, upper)}), show_progress_bar=False)
+    samples = model.sample([double], 10)
+    want = calibrate_samples(samples, mean, np.sqrt(var), (lower.to_numpy().T - ctrl), (upper.to_numpy().T - ctrl), 0.8)
+    ga, gb = double.split("+")
+    keep = (ctrl > 0) & ~a.var_names.isin([ga, gb])
+    for s in range(10):
+        np.testing.assert_allclose(recorder.calls[s]["d_ab"], want[s, 0][keep], rtol=1e-12)
+    assert not np.allclose(recorder.calls[0]["d_ab"], samples[0, 0][keep])

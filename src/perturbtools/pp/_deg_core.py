@@ -133,9 +133,7 @@ def group_moments(
     )
 
 
-def _group_moments_streamed(
-    X, codes, n_groups, chunk_size, show_progress_bar, transform=None, *, keep_sums=True
-) -> GroupMoments:
+def _group_moments_streamed(X, codes, n_groups, chunk_size, show_progress_bar, transform, *, keep_sums) -> GroupMoments:
     from .._utils import _progress
 
     n_rows, n_cols = X.shape
@@ -290,7 +288,11 @@ def fold_change(mean_p: np.ndarray, mean_c: np.ndarray, *, offset: float = 0.1) 
 
 
 def mean_from_fold_change(fc: np.ndarray, mean_c: np.ndarray, *, offset: float = 0.1) -> np.ndarray:
-    """Invert :func:`fold_change` for the perturbed mean."""
+    """Invert :func:`fold_change` for the perturbed mean.
+
+    A predicted fold change that no pair of means has (negative, at or below about ``-1 / expm1(mean_c + offset)``)
+    gives the floor ``log(1e-12) - offset`` instead of NaN.
+    """
     inner = np.maximum(fc * (np.expm1(mean_c + offset) + 1e-9) - 1e-9, -1 + 1e-12)
     return np.log1p(inner) - offset
 

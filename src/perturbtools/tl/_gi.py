@@ -368,7 +368,9 @@ def _posterior_gi_draws(
     desc: str,
     conformal: tuple[float, Mapping] | None = None,
 ) -> pd.DataFrame:
-    """GI scores of joint posterior samples of the doubles' deltas against the observed singles (long table).
+    """GI scores of joint posterior samples of the doubles' deltas against the observed singles.
+
+    Long table: one row per double and sample, the scores and ``perturbation``.
 
     ``conformal = (level, {level: (lower, upper)})`` (:func:`~perturbtools.tl.conformal_intervals` output, genes x
     doubles) rescales the draws with :func:`calibrate_samples` first.
@@ -411,7 +413,7 @@ def _posterior_gi_draws(
                            model_fit=model_fit, max_subpopulation=max_subpopulation)
             for s in range(n_samples)
         ])  # fmt: skip
-        frames.append(draws.assign(perturbation=p, sample=np.arange(n_samples), n_genes=int(m.sum())))
+        frames.append(draws.assign(perturbation=p))
     return pd.concat(frames, ignore_index=True)
 
 
