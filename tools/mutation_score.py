@@ -117,7 +117,8 @@ def merge_with_committed(rows: list[dict], survivors: list[str]) -> tuple[list[d
     old_survivors = surv_path.read_text().split() if surv_path.exists() else []
     measured = {r["module"]: r for r in rows if r["checked"]}
     merged = {**committed, **{r["module"]: r for r in rows if r["module"] not in committed}, **measured}
-    kept = [name for name in old_survivors if name.rsplit(".", 1)[0] in set(merged) - set(measured)]
+    unmeasured = set(merged) - set(measured)
+    kept = [name for name in old_survivors if name.rsplit(".", 1)[0] in unmeasured]
     return [merged[m] for m in sorted(merged)], sorted(set(kept) | set(survivors))
 
 

@@ -545,6 +545,12 @@ def _labelled_doubles(rng=1, n_genes=80, n_doubles=6, key_added="deg"):
     return a
 
 
+def _control_sd(a):
+    """SD (ddof 1, float64) of each gene over the control cells of ``X``."""
+    X = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
+    return X[a.obs["perturbation"].astype(str).to_numpy() == "control"].astype(np.float64).std(axis=0, ddof=1)
+
+
 def _observed_delta(a, p, keep, labels_key="deg"):
     ctrl = a.var[f"{labels_key}_control_mean"].to_numpy(np.float64)
     return (a.varm[f"{labels_key}_mean"][p].to_numpy(np.float64) - ctrl)[keep]
@@ -834,8 +840,7 @@ def test_gi_intervals_and_class_proba_of_given_draws_by_hand():
     model, doubles = _posterior_of(a, "lab", n=12)
     doubles = doubles[:2]
     data = model.data_
-    X = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
-    sd = X[a.obs["perturbation"].astype(str).to_numpy() == "control"].astype(np.float64).std(axis=0, ddof=1)
+    sd = _control_sd(a)
     kw = {"n_samples": 12, "max_subpopulation": 300, "show_progress_bar": False}
     iv = pt.tl.gi_intervals(
         model, doubles[::-1], level=0.8, expression="control_z", model_fit="dcor", min_mean=0.2, **kw
@@ -911,8 +916,7 @@ def test_gi_posterior_workflow_defaults_and_wiring(monkeypatch, capsys):
     # control z with the labels under "deg", read by a model without data_keys_
     recorder.calls.clear()
     pt.tl.gi_intervals(model, doubles[:1], n_samples=2, expression="control_z", show_progress_bar=False)
-    X = a.X.toarray() if hasattr(a.X, "toarray") else np.asarray(a.X)
-    sd = X[a.obs["perturbation"].astype(str).to_numpy() == "control"].astype(np.float64).std(axis=0, ddof=1)
+    sd = _control_sd(a)
     ga, gb = doubles[0].split("+")
     keep = (model.data_.control_mean > 0) & ~a.var_names.isin([ga, gb])
     np.testing.assert_allclose(recorder.calls[0]["d_a"], _observed_delta(a, ga, keep) / sd[keep], rtol=1e-12)
