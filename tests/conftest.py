@@ -13,6 +13,8 @@ matplotlib.use("agg")
 
 _DATA_ENV = "PERTURBTOOLS_DATA_DIR"
 _REQUIRE_ENV = "PERTURBTOOLS_REQUIRE_REALDATA"
+#: comma-separated test folders: tools/mutation_score.py --mirror-tests runs only these (the mutated module's mirror)
+_MUTATION_TESTS_ENV = "PERTURBTOOLS_MUTATION_TESTS"
 # The README passes a relative folder (../shared/data); tutorials run their kernels in other folders, so the test
 # session hands every child process the absolute path it means here.
 if os.environ.get(_DATA_ENV):
@@ -31,7 +33,21 @@ def _real_data_dir() -> Path | None:
     return None
 
 
+def _keep_mutation_tests(config, items) -> None:
+    """Deselect the tests outside the folders named in ``PERTURBTOOLS_MUTATION_TESTS`` (when set)."""
+    folders = [f for f in os.environ.get(_MUTATION_TESTS_ENV, "").split(",") if f]
+    if not folders:
+        return
+    roots = [Path(config.rootpath, f).resolve() for f in folders]
+    keep = [item for item in items if any(root in Path(item.path).resolve().parents for root in roots)]
+    dropped = [item for item in items if item not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def pytest_collection_modifyitems(config, items):
+    _keep_mutation_tests(config, items)
     skip_slow = pytest.mark.skip(reason="needs --runslow")
     skip_net = pytest.mark.skip(reason="needs --internet-tests")
     skip_gpu = pytest.mark.skip(reason="needs CUDA")
@@ -73,6 +89,25 @@ def labelled_adata(adata):
     pt.pp.deg_labels(adata, modality_key="perturbation_type")
     pt.pp.add_gene_embedding(adata, adata.uns["synthetic"]["gene_embedding"], key_added="gene_emb")
     return adata
+
+
+@pytest.fixture
+def relabelled(labelled_adata):
+    """A copy of ``labelled_adata`` with the same labels under another key only: nothing is left under ``deg``.
+
+    A call that ignored its ``labels_key=`` would look for ``deg`` and fail.
+    """
+
+    def under(key: str = "other"):
+        a = labelled_adata.copy()
+        pt.pp.deg_labels(a, modality_key="perturbation_type", key_added=key)
+        del a.uns["deg"]
+        for frame in (a.varm, a.var):
+            for name in [k for k in frame if str(k).startswith("deg_")]:
+                del frame[name]
+        return a
+
+    return under
 
 
 @pytest.fixture(scope="session")

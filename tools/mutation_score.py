@@ -11,6 +11,14 @@ Run from the repository root (slow: about 2-20 s per mutant on 2 cores)::
 
     PERTURBTOOLS_DATA_DIR=../shared/data python tools/mutation_score.py                 # every configured module
     PERTURBTOOLS_DATA_DIR=../shared/data python tools/mutation_score.py metrics._core   # some modules
+    PERTURBTOOLS_DATA_DIR=../shared/data python tools/mutation_score.py pp._deg_core --mirror-tests
+
+``--mirror-tests`` runs each mutant against the tests in the folders mirroring the mutated modules only
+(``tests/metrics/`` for ``metrics._evaluate``; set through ``PERTURBTOOLS_MUTATION_TESTS``, read by
+``tests/conftest.py``) instead of every unit test that calls the mutated function. The score is then a lower bound
+of the full suite's (fewer tests can kill no more mutants) and a module whose functions every model and benchmark
+test calls is measured in minutes instead of hours. A mutant that only tests outside those folders reach counts as
+``no_tests`` (not killed).
 
 Results accumulate in ``mutants/`` (git-ignored; mutmut re-runs only what changed). The script writes
 ``tools/mutation_score.csv`` (module, mutants, killed, survived, equivalent, timeout, no_tests, not_checked, checked,
@@ -48,11 +56,22 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run(modules: list[str], max_children: int) -> None:
-    """Run mutmut on the given modules (all configured ones when empty)."""
+def mirror_test_folders(modules: list[str]) -> list[str]:
+    """The test folders mirroring ``modules`` (``metrics._evaluate`` -> ``tests/metrics``), in order, once each."""
+    return list(dict.fromkeys(f"tests/{m.split('.')[0]}" for m in modules))
+
+
+def run(modules: list[str], max_children: int, *, mirror_tests: bool = False) -> None:
+    """Run mutmut on the given modules (all configured ones when empty); optionally with their mirror tests only."""
     names = [f"perturbtools.{m}.*" for m in modules] or []
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names]
-    subprocess.run(cmd, cwd=ROOT, env=_env(), check=False)
+    env = _env()
+    if mirror_tests:
+        if not modules:
+            msg = "--mirror-tests needs the modules to run (e.g. metrics._evaluate)."
+            raise SystemExit(msg)
+        env["PERTURBTOOLS_MUTATION_TESTS"] = ",".join(mirror_test_folders(modules))
+    subprocess.run(cmd, cwd=ROOT, env=env, check=False)
 
 
 def mutated_line(name: str) -> str:
@@ -127,7 +146,7 @@ def main(argv: list[str]) -> int:
     modules = [a for a in argv if not a.startswith("--")]
     max_children = int(next((a.split("=")[1] for a in argv if a.startswith("--max-children=")), 2))
     if "--report-only" not in argv:
-        run(modules, max_children)
+        run(modules, max_children, mirror_tests="--mirror-tests" in argv)
     rows, survivors = scores()
     rows, survivors = merge_with_committed(rows, survivors)
     with (ROOT / "tools" / "mutation_score.csv").open("w", newline="") as fh:

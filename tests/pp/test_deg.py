@@ -397,6 +397,27 @@ def test_counts_log_normalised_on_the_fly_equal_scanpy_normalisation(adata, tmp_
         pt.pp.deg_labels(ref, normalize=True, copy=True)
 
 
+def test_value_summary_covers_grouped_rows_in_every_representation():
+    """Value range and non-finite count come from the grouped rows only, with implicit zeros, whatever the layout:
+    an ignored row (code -1) holding a NaN, a huge or a negative value changes nothing."""
+    rng = np.random.default_rng(4)
+    dense = np.where(rng.random((30, 5)) < 0.4, 0.0, rng.uniform(1.0, 3.0, (30, 5)))
+    codes = np.repeat([0, 1, 0], 10)
+    codes[[3, 17]] = -1
+    dense[3] = [np.nan, 900.0, -5.0, 0.0, 2.0]
+    grouped = dense[codes >= 0]
+    for X in (dense, sparse.csr_matrix(dense), sparse.csc_matrix(dense), sparse.coo_matrix(dense)):
+        for chunk_size in (None, 7):
+            m = group_moments(X, codes, 2, chunk_size=chunk_size)
+            assert (m.value_min, m.value_max, m.n_nonfinite) == (0.0, grouped.max(), 0), (type(X), chunk_size)
+    stored = np.where(dense == 0, 0.5, dense)  # no implicit zero left: the range starts at the smallest value
+    for X in (stored, sparse.csc_matrix(stored)):
+        assert group_moments(X, codes, 2).value_min == 0.5
+    dense[5, 1] = np.nan  # a NaN in a grouped row counts
+    for X in (dense, sparse.csc_matrix(dense)):
+        assert group_moments(X, codes, 2).n_nonfinite == 1
+
+
 def test_group_sums_added_in_place_equal_numpy_group_sums(adata, monkeypatch):
     """Many groups: the in-place kernel (threads split by group) gives the group sums numpy gives, with every row kept."""
     from perturbtools.pp import _deg_core

@@ -143,17 +143,6 @@ def test_knn_weights_by_hand(labelled_adata):
     np.testing.assert_allclose(_mean(m, [double])[0], data.control_mean + w2 @ delta2, rtol=1e-6)
 
 
-def _relabelled(labelled_adata, key="other"):
-    """The same labels under another key only: nothing is left under ``deg``."""
-    a = labelled_adata.copy()
-    pt.pp.deg_labels(a, modality_key="perturbation_type", key_added=key)
-    del a.uns["deg"]
-    for frame in (a.varm, a.var):
-        for name in [k for k in frame if str(k).startswith("deg_")]:
-            del frame[name]
-    return a
-
-
 @pytest.mark.parametrize(
     ("cls", "kwargs"),
     [
@@ -164,12 +153,12 @@ def _relabelled(labelled_adata, key="other"):
     ],
     ids=lambda x: getattr(x, "__name__", ""),
 )
-def test_baselines_read_another_labels_key(labelled_adata, cls, kwargs):
+def test_baselines_read_another_labels_key(labelled_adata, relabelled, cls, kwargs):
     """``labels_key=`` reaches the labels (a model that ignored it would look for ``deg``)."""
     data = LabelledData.from_adata(labelled_adata)
     train, test = data.perturbations[:6], data.perturbations[6:]
     want = _mean(cls(labelled_adata, **kwargs).fit(train), test)
-    other = _relabelled(labelled_adata)
+    other = relabelled()
     model = cls(other, labels_key="other", **kwargs).fit(train)
     np.testing.assert_allclose(_mean(model, test), want, rtol=1e-6)
     model.predict(test)

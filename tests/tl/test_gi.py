@@ -591,6 +591,17 @@ def test_gi_scores_of_written_predictions_with_observed_or_predicted_singles():
     write_predictions(a, partial, "doubles_only", {})
     with pytest.raises(KeyError, match="were not predicted under 'doubles_only'"):
         pt.tl.gi_scores(a, "doubles_only", singles="predicted", **kw)
+    # only the requested doubles need predicted singles
+    first = doubles[0].split("+")
+    some = Predictions.from_arrays(a.var_names, [*first, *doubles[:3]], mean=np.stack([predicted[p] for p in [*first, *doubles[:3]]]))  # fmt: skip
+    write_predictions(a, some, "some_singles", {})
+    out = pt.tl.gi_scores(a, "toy", singles="predicted", **kw)
+    one = pt.tl.gi_scores(a, "some_singles", singles="predicted", doubles=[doubles[0]], **kw)
+    pd.testing.assert_frame_equal(one, out.loc[[doubles[0]]])
+    with pytest.raises(KeyError, match="were not predicted under 'some_singles'"):
+        pt.tl.gi_scores(a, "some_singles", singles="predicted", **kw)
+    with pytest.raises(ValueError, match="`singles` must be 'observed' or 'predicted', not 'model'"):
+        pt.tl.gi_scores(a, "toy", singles="model", **kw)
 
 
 def test_gi_scores_passes_its_options_to_the_scores():

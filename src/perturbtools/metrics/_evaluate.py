@@ -465,6 +465,7 @@ def compare_models(
     rows = {}
     for metric in metrics:
         wide = per_perturbation.pivot_table(index="perturbation", columns="model", values=metric, aggfunc="mean")
+        wide = wide.reindex(columns=[model_a, model_b])  # a model with no defined value keeps its (NaN) column
         a, b = wide[model_a].to_numpy(np.float64), wide[model_b].to_numpy(np.float64)
         diff, low, high, n = paired_bootstrap(a, b, n_boot=n_boot, level=level, rng=rng)
         both = np.isfinite(a) & np.isfinite(b)
@@ -637,8 +638,13 @@ def _evaluate_labels_only(
     de = preds.de_proba[perts].to_numpy(np.float64).T
     up = None if preds.direction_proba is None else preds.direction_proba[perts].to_numpy(np.float64).T
     fc = None if preds.logfc is None else 2.0 ** preds.logfc[perts].to_numpy(np.float64).T
+    sources = {"de_score": "predicted de_proba"}
+    if up is not None:
+        sources["direction_score"] = "predicted direction_proba"
+    if fc is not None:
+        sources["fc"] = "2 ** predicted logfc"
     s = Scores(np.full_like(de, np.nan), de, up if up is not None else np.full_like(de, np.nan),
-               fc if fc is not None else np.full_like(de, np.nan), {"de_score": "predicted de_proba"})  # fmt: skip
+               fc if fc is not None else np.full_like(de, np.nan), sources)  # fmt: skip
     y_de, y_up, true_fc = data.is_de[idx], data.direction[idx] > 0, data.fc[idx]
     full = np.ones(de.shape, dtype=bool)
     drop = [
@@ -662,6 +668,7 @@ def _evaluate_labels_only(
     _enforce_minimums(pooled_df, pooled_df["n_de"], pooled_df["n_entries"] - pooled_df["n_de"], pooled_df["n_up"],
                       pooled_df["n_down"], min_positives)  # fmt: skip
     for frame in (per, pooled_df):
+        frame.attrs["score_sources"] = sources
         frame.attrs["undefined"] = {f"*_{d}": "no such labels on label-only data" for d in drop} | {
             "expression metrics": "label-only data have no cells"
             if data.label_only

@@ -126,6 +126,8 @@ def group_moments(
     ``transform`` (a row-wise function, e.g. :func:`~perturbtools._utils.log1p_cp10k`) is applied to each chunk
     as it is read, so ``X`` is always streamed then.
     """
+    if sparse.issparse(X) and X.format not in ("csr", "csc"):  # COO, DIA, ...: no row slices
+        X = X.tocsr()
     if in_memory(X) and chunk_size is None and transform is None:
         return _group_moments_in_memory(X, codes, n_groups, keep_sums=keep_sums)
     return _group_moments_streamed(
@@ -198,16 +200,20 @@ def _group_moments_in_memory(X, codes: np.ndarray, n_groups: int, *, keep_sums: 
     cols = np.flatnonzero(keep)
     indicator = sparse.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(n_groups, X.shape[0]))
     n = np.asarray(indicator.sum(axis=1)).ravel()
+    grouped = keep.all()  # the value summary covers the grouped rows only, as the CSR kernels do
     if sparse.issparse(X):
         X = sparse.csr_matrix(X)
-        values = X.data
         sums = (indicator @ X).toarray()
         sq = X.copy()
         sq.data = np.square(sq.data, dtype=np.float64)
         sumsq = (indicator @ sq).toarray()
+        rows_kept = X if grouped else X[cols]
+        values = rows_kept.data
+        if rows_kept.nnz < rows_kept.shape[0] * rows_kept.shape[1]:  # implicit zeros
+            values = np.append(values, 0.0)
     else:
         X = np.asarray(X)
-        values = X
+        values = X if grouped else X[cols]
         sums = np.asarray(indicator @ X, dtype=np.float64)
         sumsq = np.asarray(indicator @ np.square(X, dtype=np.float64))
     finite = np.isfinite(values)

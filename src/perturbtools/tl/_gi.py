@@ -153,6 +153,9 @@ def gi_scores(
     DataFrame indexed by double with ``gene_a, gene_b``, the scores ``c1, c2, magnitude, model_fit, similarity,
     equality_of_contribution, dominance`` and ``n_genes``; ``None`` with ``inplace=True``.
     """
+    if singles not in ("observed", "predicted"):
+        msg = f"`singles` must be 'observed' or 'predicted', not {singles!r}."
+        raise ValueError(msg)
     adata = _as_anndata(adata)
     data = LabelledData.from_adata(adata, labels_key)
     scale = _expression_scale(adata, data, labels_key, expression)
