@@ -816,3 +816,67 @@ def test_interval_metrics_pass_their_resampling_options(labelled_adata, monkeypa
         a.varm[interval_key("m", 0.5, bound)] = truth.copy()
     cov = pt.metrics.interval_coverage(a, "m", n_boot=20)
     assert cov.loc[0.5, "coverage"] == 1.0 and cov.loc[0.5, "mean_width"] == 0.0
+
+
+def test_pooled_strata_counts_and_minimums_by_hand(labelled_adata):
+    """Pooled rows per unseen-target stratum, computed on that stratum's perturbations; a stratum holding every
+    perturbation repeats the 'all' rows; per-row counts; strata read the labels' control and delimiter; the pooled
+    DE metrics need `min_positives` non-DEGs; the top-40 minimums use the top-40 counts."""
+    from dataclasses import replace
+
+    from sklearn.metrics import roc_auc_score
+
+    from perturbtools.pp._split import unseen_labels
+
+    data = LabelledData.from_adata(labelled_adata)
+    perts = list(data.perturbations)
+    gen = np.random.default_rng(4)
+    de = gen.random(data.is_de.shape)
+    preds = Predictions.from_arrays(data.var_names, perts, mean=data.mean + gen.normal(scale=0.2, size=data.mean.shape),
+                                    de_proba=de)  # fmt: skip
+    de = de.astype(np.float32).astype(np.float64)
+    singles = [p for p in perts if "+" not in p]
+    per, pooled = pt.metrics.evaluate_predictions(preds, data, train=singles[:3], min_positives=1)
+    assert (
+        per.attrs["control"]
+        == pooled.attrs["control"]
+        == "mean of the real control cells the labels were computed from"
+    )
+    y = data.is_de
+    np.testing.assert_array_equal(per["n_de"], y.sum(axis=1))
+    np.testing.assert_array_equal(per["n_up"], (y & (data.direction > 0)).sum(axis=1))
+    np.testing.assert_array_equal(per["n_down"], (y & (data.direction < 0)).sum(axis=1))
+    strata = unseen_labels(perts, singles[:3], control=data.control, delimiter=data.delimiter).astype(str)
+    assert sorted(set(pooled["stratum"])) == sorted({"all", *strata})
+    for g in set(strata):
+        sel = (strata == g).to_numpy()
+        row = pooled[(pooled["stratum"] == g) & (pooled["mask"] == "all")].iloc[0]
+        assert row["n_perturbations"] == sel.sum() and row["n_entries"] == y[sel].size
+        assert row["roc_auc_de"] == pytest.approx(roc_auc_score(y[sel].ravel(), de[sel].ravel()))
+        top = pooled[(pooled["stratum"] == g) & (pooled["mask"] == "top40")].iloc[0]
+        assert top["n_entries"] == data.top40[sel].sum()
+    _, unseen_all = pt.metrics.evaluate_predictions(preds, data, singles, train=["not_a_gene"], min_positives=1)
+    strata_all = set(unseen_all["stratum"]) - {"all"}
+    for stratum in strata_all:
+        same = unseen_all[unseen_all["stratum"] == stratum].drop(columns="stratum").reset_index(drop=True)
+        pd.testing.assert_frame_equal(same, unseen_all[unseen_all["stratum"] == "all"].drop(columns="stratum").reset_index(drop=True))  # fmt: skip
+    assert strata_all == {"1/1 unseen"} and len(unseen_all) == 4
+    # other delimiter and control: the labels' own, not the defaults
+    first = singles[0]
+    other = replace(data, delimiter="_", control=first)
+    per_other, _ = pt.metrics.evaluate_predictions(preds, other, train=singles[1:2], min_positives=1)
+    want = unseen_labels(perts, singles[1:2], control=first, delimiter="_").astype(str)
+    assert per_other["unseen"].tolist() == want.tolist() and want[first] == "0/0 unseen"
+    # almost every entry a DEG: 2 non-DEGs pooled are too few at min_positives=3
+    is_de = np.ones_like(y)
+    is_de[0, :2] = False
+    _, crowded = pt.metrics.evaluate_predictions(preds, replace(data, is_de=is_de), min_positives=3)
+    assert crowded[["roc_auc_de", "pr_auc_de"]].isna().all().all()
+    # per-row minimums on the top-40 mask use the top-40 counts; DE-overlap minimums the full counts
+    in_top = (y & data.top40).sum(axis=1)
+    i = int(np.argmax(y.sum(axis=1) - in_top))
+    cut = int(y[i].sum())
+    assert in_top[i] < cut
+    per_cut, _ = pt.metrics.evaluate_predictions(preds, data, min_positives=cut)
+    assert np.isnan(per_cut.iloc[i]["pearson_fc_top40"]) and np.isfinite(per_cut.iloc[i]["pearson_fc"])
+    assert np.isfinite(per_cut.iloc[i]["overlap_at_20"])
