@@ -109,3 +109,17 @@ def test_replogle_degsets_loader(tmp_path):
     a, b = pt.data.replogle2022_degsets(path)
     assert list(a.uns["deg"]["perturbations"]) == kds[:3] and list(a.var_names) == list(b.var_names)
     k562.write_h5ad(tmp_path / "k.h5ad")  # label-only data survive h5ad
+
+
+def test_direction_of_a_deg_with_zero_or_missing_log_fold_change():
+    """A DEG with log2 FC exactly 0 goes up (FC >= 1, as ``deg_labels`` calls it), not nowhere; a DEG whose log2 FC
+    is missing has an unknown direction (0), and a gene that is not a DEG has none."""
+    table = pd.DataFrame({
+        "group": ["A"] * 5,
+        "names": ["g1", "g2", "g3", "g4", "g5"],
+        "logfoldchanges": [0.0, -0.3, np.nan, 2.0, 0.0],
+        "pvals_adj": [1e-4, 1e-4, 1e-4, 1e-4, 0.5],
+    })  # fmt: skip
+    lab = pt.pp.labels_from_de_table(table, pval_cutoff=0.01)
+    assert lab.varm["deg_is_de"]["A"].tolist() == [True, True, True, True, False]
+    assert lab.varm["deg_direction"]["A"].tolist() == [1, -1, 0, 1, 0]

@@ -411,8 +411,14 @@ def test_value_summary_covers_grouped_rows_in_every_representation():
             m = group_moments(X, codes, 2, chunk_size=chunk_size)
             assert (m.value_min, m.value_max, m.n_nonfinite) == (0.0, grouped.max(), 0), (type(X), chunk_size)
     stored = np.where(dense == 0, 0.5, dense)  # no implicit zero left: the range starts at the smallest value
-    for X in (stored, sparse.csc_matrix(stored)):
-        assert group_moments(X, codes, 2).value_min == 0.5
+    stored[[3, 17]] = 0.0  # the ignored rows hold the only zeros: not in the range either
+    for X in (stored, sparse.csr_matrix(stored), sparse.csc_matrix(stored)):
+        for chunk_size in (None, 7):
+            assert group_moments(X, codes, 2, chunk_size=chunk_size).value_min == 0.5, (type(X), chunk_size)
+    for X in (dense, sparse.csr_matrix(dense), sparse.csc_matrix(dense)):  # no grouped row: no range, not 0 or inf
+        for chunk_size in (None, 7):
+            m = group_moments(X, np.full(len(codes), -1), 2, chunk_size=chunk_size)
+            assert np.isnan(m.value_min) and np.isnan(m.value_max) and m.n_nonfinite == 0, (type(X), chunk_size)
     dense[5, 1] = np.nan  # a NaN in a grouped row counts
     for X in (dense, sparse.csc_matrix(dense)):
         assert group_moments(X, codes, 2).n_nonfinite == 1
@@ -476,3 +482,176 @@ def test_statistics_in_blocks_equal_all_at_once(adata):
         np.testing.assert_array_equal(blocks[key], whole[key], err_msg=key)
     t, _ = welch_t(m.mean[rows[-1]], m.var[rows[-1]], m.n[rows[-1]], *control)
     np.testing.assert_allclose(blocks["scores"][-1], t, rtol=1e-6)  # the last block holds the last perturbation
+
+
+def test_welch_t_of_constant_genes_equals_scipy_without_warnings():
+    """Genes constant in both groups: t = +-inf and p = 0 when the constants differ (as scipy, whose df is then 1),
+    t = 0 and p = 1 when they are equal (scipy: NaN, scanpy: 0 and 1); no division warning reaches the user."""
+    a = np.array([[1.0, 2.0, 0.5], [1.0, 2.0, 0.7], [1.0, 2.0, 0.9]])
+    b = np.array([[3.0, 2.0, 0.1], [3.0, 2.0, 0.4], [3.0, 2.0, 0.2]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = stats.ttest_ind(a, b, equal_var=False)
+    assert np.isneginf(ref.statistic[0]) and np.isnan(ref.statistic[1])  # the cases this test is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t, p = welch_t(a.mean(0), a.var(0, ddof=1), 3, b.mean(0), b.var(0, ddof=1), 3)
+    np.testing.assert_allclose(t, np.nan_to_num(ref.statistic, nan=0.0, neginf=-np.inf))
+    np.testing.assert_allclose(p, np.nan_to_num(ref.pvalue, nan=1.0))
+    np.testing.assert_array_equal(p[:2], [0.0, 1.0])
+
+
+def test_two_sided_p_on_threads_equals_scipy(monkeypatch):
+    """Large tables take the threaded path (row chunks); every p-value is still scipy's ``2 * t.sf(|t|, df)``."""
+    import os
+
+    from perturbtools.pp._deg_core import _two_sided_p
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    rng = np.random.default_rng(0)
+    t = rng.normal(0, 3, (6, 40_000))
+    df = rng.uniform(1, 60, t.shape)
+    np.testing.assert_allclose(_two_sided_p(df, t), 2 * stats.t.sf(np.abs(t), df), rtol=1e-10, atol=1e-300)
+
+
+def test_label_statistics_by_hand_per_row_controls_in_blocks():
+    """iter_label_statistics' defaults (0.1 FC offset, BH p <= 0.05) and per-perturbation controls taken block by
+    block, against scipy's Welch test and BH on the cells; p_adj equal to the cutoff is a DEG, FC = 1 goes up."""
+    from perturbtools.pp._deg_core import collect_label_blocks, iter_label_statistics
+
+    rng = np.random.default_rng(5)
+    n_genes, shifts = 8, (0.0, 0.6, 1.2, 1.8, 2.4)
+    groups = [rng.normal(1.0 + s * (np.arange(n_genes) % 2), 0.5, (12, n_genes)) for s in shifts]
+    controls = [rng.normal(1.0 + 0.2 * i, 0.5, (15, n_genes)) for i in range(len(shifts))]  # each its own control
+    X = np.vstack(groups)
+    m = group_moments(X, np.repeat(np.arange(len(groups)), 12), len(groups))
+    rows = np.arange(len(groups))
+    control = (
+        np.array([c.mean(0) for c in controls]),
+        np.array([c.var(0, ddof=1) for c in controls]),
+        np.full((len(groups), 1), 15.0),
+    )
+    out = collect_label_blocks(iter_label_statistics(m, rows, control, block=2), len(rows), n_genes)
+    for i, (cells, ctrl) in enumerate(zip(groups, controls, strict=True)):
+        ref = stats.ttest_ind(cells, ctrl, equal_var=False)
+        padj = multipletests(ref.pvalue, method="fdr_bh")[1]
+        fc = (np.expm1(cells.mean(0) + 0.1) + 1e-9) / (np.expm1(ctrl.mean(0) + 0.1) + 1e-9)
+        np.testing.assert_allclose(out["scores"][i], ref.statistic, rtol=1e-5)
+        np.testing.assert_allclose(out["pvals_adj"][i], padj, rtol=1e-9)
+        np.testing.assert_allclose(out["fc"][i], fc, rtol=1e-6)
+        np.testing.assert_array_equal(out["is_de"][i], padj <= 0.05)
+        np.testing.assert_array_equal(out["direction"][i], np.where(padj <= 0.05, np.where(fc >= 1, 1, -1), 0))
+    assert 0 < out["is_de"].sum() < out["is_de"].size  # both calls occur
+
+    # boundaries: a gene constant and equal in both groups has p_adj = 1 and FC = 1; with the cutoff at 1 it is a
+    # DEG (p_adj <= cutoff) going up (FC >= 1)
+    same = group_moments(np.ones((4, 1)), np.array([0, 0, 1, 1]), 2)
+    flat = next(iter_label_statistics(same, np.array([0]), (same.mean[1], same.var[1], same.n[1]), pval_cutoff=1.0))[2]
+    assert flat["pvals_adj"][0, 0] == 1.0 and flat["fc"][0, 0] == 1.0
+    assert flat["is_de"][0, 0] and flat["direction"][0, 0] == 1
+
+    # raw counts: expm1 of a mean of 800 overflows to an infinite FC without a warning (the caller already warned)
+    big = group_moments(np.array([[800.0], [802.0], [1.0], [2.0]]), np.array([0, 0, 1, 1]), 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        raw = next(iter_label_statistics(big, np.array([0]), (big.mean[1], big.var[1], big.n[1])))[2]
+    assert np.isposinf(raw["fc"][0, 0]) and raw["direction"][0, 0] == 1
+
+
+def test_bh_adjust_of_one_family_and_of_float32_p_values_equals_statsmodels():
+    """A 1-D vector is one family; float32 p-values are adjusted in float64 (to statsmodels' 1e-12)."""
+    pv = np.random.default_rng(2).random(40) ** 3
+    ref = multipletests(pv, method="fdr_bh")[1]
+    np.testing.assert_allclose(bh_adjust(pv), ref, rtol=1e-12)
+    p32 = pv.astype(np.float32)
+    adj32 = bh_adjust(p32)
+    assert adj32.dtype == np.float64
+    np.testing.assert_allclose(adj32, multipletests(p32.astype(np.float64), method="fdr_bh")[1], rtol=1e-12)
+
+
+def test_group_sums_over_row_chunks_on_threads_equal_numpy(monkeypatch):
+    """Thousands of CSR rows are split into row chunks (one per thread, at most rows // 1000): each row is added once,
+    and every non-finite value is counted."""
+    from perturbtools.pp import _deg_core
+
+    monkeypatch.setattr(_deg_core.numba, "get_num_threads", lambda: 3)
+    rng = np.random.default_rng(8)
+    dense = np.where(rng.random((2_500, 6)) < 0.5, 0.0, rng.uniform(0.5, 2.0, (2_500, 6)))
+    codes = rng.integers(-1, 4, 2_500)  # 2.5 chunks' worth of rows: 2 chunks
+    grouped = dense[codes >= 0]
+    for buffer_bytes in (_deg_core._BUFFER_BYTES, 0):  # per-chunk buffers; too large for them: added in place
+        monkeypatch.setattr(_deg_core, "_BUFFER_BYTES", buffer_bytes)
+        m = group_moments(sparse.csr_matrix(dense), codes, 4)
+        np.testing.assert_allclose(m.sums, [dense[codes == g].sum(0) for g in range(4)], rtol=1e-12)
+        np.testing.assert_allclose(m.sumsq, [(dense[codes == g] ** 2).sum(0) for g in range(4)], rtol=1e-12)
+        np.testing.assert_array_equal(m.n, np.bincount(codes[codes >= 0], minlength=4))
+        np.testing.assert_allclose(m.var, [dense[codes == g].var(0, ddof=1) for g in range(4)], rtol=1e-9)
+        assert (m.value_min, m.value_max, m.n_nonfinite) == (0.0, grouped.max(), 0)
+        lean = group_moments(sparse.csr_matrix(dense), codes, 4, keep_sums=False)
+        assert lean.sums is None and lean.sumsq is None
+        np.testing.assert_allclose(lean.var, m.var, rtol=1e-12)
+        broken = dense.copy()
+        rows = np.flatnonzero(codes >= 0)[[10, 10, 1_900]]
+        broken[rows, [0, 3, 1]] = [np.nan, np.inf, np.nan]  # two in one row, one far away
+        assert group_moments(sparse.csr_matrix(broken), codes, 4).n_nonfinite == 3
+
+
+def test_top_masks_equal_argsort_selections_on_many_rows():
+    """Top 20 by |t|, 20 highest and lowest t, 50 highest t on 3,000 random rows of 2,000 genes (selection boundaries
+    vary row to row), and the large-effect cut |log2 FC| >= 1 at its boundary."""
+    from perturbtools.pp._deg_core import top_masks
+
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=(3_000, 2_000))
+    logfc = np.zeros_like(t)
+    top20, top40, top50, large = top_masks(t, logfc)
+
+    def mask(idx):
+        out = np.zeros(t.shape, dtype=bool)
+        np.put_along_axis(out, idx, True, axis=1)
+        return out
+
+    order = np.argsort(-t, axis=1)
+    np.testing.assert_array_equal(top20, mask(np.argsort(-np.abs(t), axis=1)[:, :20]))
+    np.testing.assert_array_equal(top40, mask(order[:, :20]) | mask(order[:, -20:]))
+    np.testing.assert_array_equal(top50, mask(order[:, :50]))
+    assert not large.any()
+    small_t = np.arange(60.0)[None, ::-1]  # the 50 highest t are the first 50 genes
+    small_fc = np.zeros((1, 60))
+    small_fc[0, :6] = [1.0, -1.0, 1.5, -0.999, 0.5, 2.0]
+    small_fc[0, 55] = 3.0  # outside the top 50
+    assert np.flatnonzero(top_masks(small_t, small_fc)[3][0]).tolist() == [0, 1, 2, 5]
+
+
+def test_group_moments_trailing_empty_group_lean_sums_and_float32_squares():
+    """In memory (CSR kernel; sparse product for CSC and dense): a trailing empty group and trailing ignored rows keep
+    the shapes, ``keep_sums=False`` drops the sums, float32 values are squared in float64, and the value range takes
+    the implicit zeros only where there are some."""
+    rng = np.random.default_rng(9)
+    vals = rng.uniform(0.1, 0.45, (40, 5)).astype(np.float32)
+    dense = np.where(rng.random((40, 5)) < 0.3, np.float32(0), vals)
+    codes = np.repeat([0, 1, 2, -1], 10)  # group 3 has no cell; the last 10 rows are ignored
+    want = dense.astype(np.float64)
+    for X in (sparse.csr_matrix(dense), sparse.csc_matrix(dense), dense):
+        m = group_moments(X, codes, 4)
+        np.testing.assert_array_equal(m.n, [10, 10, 10, 0])
+        np.testing.assert_allclose(m.sums[:3], [want[codes == g].sum(0) for g in range(3)], rtol=1e-12)
+        np.testing.assert_allclose(m.sumsq[:3], [(want[codes == g] ** 2).sum(0) for g in range(3)], rtol=1e-12)
+        assert np.isnan(m.mean[3]).all() and (m.sums[3] == 0).all()
+        assert (m.value_min, m.value_max) == (0.0, float(dense[:30].max()))  # below 0.5: the range is the data's
+        lean = group_moments(X, codes, 4, keep_sums=False)
+        assert lean.sums is None and lean.sumsq is None
+        np.testing.assert_array_equal(lean.mean[:3], m.mean[:3])
+        np.testing.assert_allclose(lean.var[:3], [want[codes == g].var(0, ddof=1) for g in range(3)], rtol=1e-9)
+    for X in (sparse.csr_matrix(vals), vals):  # every value stored: no implicit zero in the range
+        assert group_moments(X, codes, 4).value_min == float(vals[:30].min())
+
+
+def test_lean_moments_of_more_groups_than_one_block_equal_numpy():
+    """``keep_sums=False`` turns the sums into means and variances in blocks of 256 groups: 300 groups cross one."""
+    rng = np.random.default_rng(10)
+    X = rng.normal(2.0, 1.0, (900, 3))
+    codes = np.repeat(np.arange(300), 3)
+    lean = group_moments(X, codes, 300, keep_sums=False)
+    np.testing.assert_allclose(lean.mean, X.reshape(300, 3, 3).mean(1), rtol=1e-12)
+    np.testing.assert_allclose(lean.var, X.reshape(300, 3, 3).var(1, ddof=1), rtol=1e-9)

@@ -75,8 +75,9 @@ def labels_from_de_table(
     - DE mask: ``pvals_adj <= pval_cutoff`` when adjusted p-values are given (``significant="pvals_adj"``, the
       default then); otherwise every listed gene is a DEG (``significant="listed"``, the default for gene sets and
       for tables without adjusted p-values). Genes of the universe not listed for a perturbation are not DEGs.
-    - direction: the sign of ``logfc`` (or a ``direction`` column with up/down or +1/-1), else the ``direction``
-      argument when every listed gene went one way. Without any of them the direction subtask is undefined.
+    - direction: the sign of ``logfc`` (+1 for ``logfc >= 0``, as ``fc >= 1`` in :func:`deg_labels`; 0 for a DEG
+      whose ``logfc`` is missing), or a ``direction`` column with up/down or +1/-1, else the ``direction`` argument
+      when every listed gene went one way. Without any of them the direction subtask is undefined.
     - fold change: ``2 ** logfc`` where a log2 fold change is given; else undefined (NaN).
     - scores: ``stat``, else ``logfc``, else minus the rank; they set the top-20/40/50 masks. Unlisted genes score
       below every listed one.
@@ -162,7 +163,8 @@ def labels_from_de_table(
     logfc = dense(frame[lcol].to_numpy(np.float64)) if lcol else np.full((n_p, n_g), np.nan)
     sign = np.zeros((n_p, n_g), dtype=np.int8)
     if lcol:
-        sign = np.sign(np.nan_to_num(logfc)).astype(np.int8)
+        # a log2 FC of 0 goes up (FC >= 1, as in deg_labels); a missing one leaves the direction unknown (0)
+        sign = np.where(logfc >= 0, 1, np.where(logfc < 0, -1, 0)).astype(np.int8)
     elif dcol:
         raw = frame[dcol].astype(str).str.lower().map({"up": 1, "+1": 1, "1": 1, "down": -1, "-1": -1})
         sign = dense(raw.fillna(0).to_numpy(), 0, np.int8)

@@ -157,8 +157,19 @@ def _group_moments_streamed(X, codes, n_groups, chunk_size, show_progress_bar, t
             vmin, vmax = min(vmin, lo), max(vmax, hi)
     n = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
     return _moments(n, sums, sumsq, in_place=not keep_sums)._replace(
-        value_min=float(vmin) if np.isfinite(vmin) else np.nan, value_max=float(vmax) if np.isfinite(vmax) else np.nan
+        value_min=_finite_or_nan(vmin), value_max=_finite_or_nan(vmax)
     )
+
+
+def _finite_or_nan(value: float) -> float:
+    """``value`` as a float; NaN for the infinite start of a running min / max that saw no value."""
+    return float(value) if np.isfinite(value) else np.nan
+
+
+def _has_implicit_zeros(X: sparse.csr_matrix, codes: np.ndarray) -> bool:
+    """Whether the grouped rows (``codes >= 0``) of CSR ``X`` leave an entry unstored, i.e. hold an implicit zero."""
+    grouped = codes >= 0
+    return int(np.diff(X.indptr)[grouped].sum()) < int(grouped.sum()) * X.shape[1]
 
 
 def _add_group_sums(block, codes: np.ndarray, sums: np.ndarray, sumsq: np.ndarray) -> tuple[float, float, int]:
@@ -167,7 +178,7 @@ def _add_group_sums(block, codes: np.ndarray, sums: np.ndarray, sumsq: np.ndarra
         lo, hi, n_bad = _csr_group_sums_into(
             block.indptr, block.indices, block.data, codes.astype(np.int64), sums, sumsq, numba.get_num_threads()
         )
-        if block.nnz < block.shape[0] * block.shape[1]:  # implicit zeros
+        if _has_implicit_zeros(block, codes):
             lo, hi = min(lo, 0.0), max(hi, 0.0)
         return lo, hi, int(n_bad)
     part = _group_moments_in_memory(block, codes, sums.shape[0])
@@ -182,18 +193,15 @@ def _group_moments_in_memory(X, codes: np.ndarray, n_groups: int, *, keep_sums: 
         if n_chunks > 1 and 16 * n_chunks * n_groups * X.shape[1] > _BUFFER_BYTES:  # many groups: add in place
             sums, sumsq = np.zeros((n_groups, X.shape[1])), np.zeros((n_groups, X.shape[1]))
             vmin, vmax, bad = _add_group_sums(X, codes, sums, sumsq)
-            n = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
-            return _moments(n, sums, sumsq, in_place=not keep_sums)._replace(
-                value_min=float(vmin), value_max=float(vmax), n_nonfinite=bad
+        else:
+            sums, sumsq, vmin, vmax, bad = _csr_group_sums(
+                X.indptr, X.indices, X.data, codes.astype(np.int64), n_groups, X.shape[1], n_chunks
             )
-        sums, sumsq, vmin, vmax, bad = _csr_group_sums(
-            X.indptr, X.indices, X.data, codes.astype(np.int64), n_groups, X.shape[1], n_chunks
-        )
+            if _has_implicit_zeros(X, codes):
+                vmin, vmax = min(vmin, 0.0), max(vmax, 0.0)
         n = np.bincount(codes[codes >= 0], minlength=n_groups).astype(np.float64)
-        if X.nnz < X.shape[0] * X.shape[1]:  # implicit zeros
-            vmin, vmax = min(vmin, 0.0), max(vmax, 0.0)
         return _moments(n, sums, sumsq, in_place=not keep_sums)._replace(
-            value_min=float(vmin), value_max=float(vmax), n_nonfinite=int(bad)
+            value_min=_finite_or_nan(vmin), value_max=_finite_or_nan(vmax), n_nonfinite=int(bad)
         )
     keep = codes >= 0
     rows = codes[keep]
