@@ -20,6 +20,13 @@ of the full suite's (fewer tests can kill no more mutants) and a module whose fu
 test calls is measured in minutes instead of hours. A mutant that only tests outside those folders reach counts as
 ``no_tests`` (not killed).
 
+After tests were added or changed, ``--retry-survivors`` marks the modules' surviving mutants unchecked so they run
+against the current tests, and ``--fresh-stats`` makes mutmut re-record which tests reach each function (it records
+that only for tests it has not seen, so a changed test or a new function is otherwise run against too few tests and
+a mutant the suite kills can be reported as surviving)::
+
+    PERTURBTOOLS_DATA_DIR=../shared/data python tools/mutation_score.py pp._deg_core --mirror-tests --retry-survivors --fresh-stats
+
 Results accumulate in ``mutants/`` (git-ignored; mutmut re-runs only what changed). The script writes
 ``tools/mutation_score.csv`` (module, mutants, killed, survived, equivalent, timeout, no_tests, not_checked, checked,
 score; score = killed / (killed + survived + timeout + no_tests), over the mutants that were checked) and
@@ -61,8 +68,27 @@ def mirror_test_folders(modules: list[str]) -> list[str]:
     return list(dict.fromkeys(f"tests/{m.split('.')[0]}" for m in modules))
 
 
-def run(modules: list[str], max_children: int, *, mirror_tests: bool = False) -> None:
+def retry_survivors(modules: list[str]) -> int:
+    """Mark the surviving mutants of ``modules`` unchecked so that the next run tests them again; how many."""
+    n = 0
+    for module in modules:
+        meta = ROOT / "mutants" / "src" / Path(*f"perturbtools.{module}".split(".")).with_suffix(".py.meta")
+        if not meta.exists():
+            continue
+        data = json.loads(meta.read_text())
+        codes = data["exit_code_by_key"]
+        for name, code in codes.items():
+            if code == 0:
+                codes[name] = None
+                n += 1
+        meta.write_text(json.dumps(data))
+    return n
+
+
+def run(modules: list[str], max_children: int, *, mirror_tests: bool = False, fresh_stats: bool = False) -> None:
     """Run mutmut on the given modules (all configured ones when empty); optionally with their mirror tests only."""
+    if fresh_stats:  # mutmut re-records which tests reach each function only for tests it has not seen
+        (ROOT / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     names = [f"perturbtools.{m}.*" for m in modules] or []
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names]
     env = _env()
@@ -145,8 +171,10 @@ def main(argv: list[str]) -> int:
     """Run, then write the CSV and the survivors list."""
     modules = [a for a in argv if not a.startswith("--")]
     max_children = int(next((a.split("=")[1] for a in argv if a.startswith("--max-children=")), 2))
+    if "--retry-survivors" in argv:
+        print(f"{retry_survivors(modules)} surviving mutants marked for a new check")
     if "--report-only" not in argv:
-        run(modules, max_children, mirror_tests="--mirror-tests" in argv)
+        run(modules, max_children, mirror_tests="--mirror-tests" in argv, fresh_stats="--fresh-stats" in argv)
     rows, survivors = scores()
     rows, survivors = merge_with_committed(rows, survivors)
     with (ROOT / "tools" / "mutation_score.csv").open("w", newline="") as fh:

@@ -415,6 +415,9 @@ def test_value_summary_covers_grouped_rows_in_every_representation():
     for X in (stored, sparse.csr_matrix(stored), sparse.csc_matrix(stored)):
         for chunk_size in (None, 7):
             assert group_moments(X, codes, 2, chunk_size=chunk_size).value_min == 0.5, (type(X), chunk_size)
+    stored[0, 2] = 0.0  # an implicit zero in a row of group 0
+    for X in (stored, sparse.csr_matrix(stored), sparse.csc_matrix(stored)):
+        assert group_moments(X, codes, 2).value_min == 0.0, type(X)
     for X in (dense, sparse.csr_matrix(dense), sparse.csc_matrix(dense)):  # no grouped row: no range, not 0 or inf
         for chunk_size in (None, 7):
             m = group_moments(X, np.full(len(codes), -1), 2, chunk_size=chunk_size)
