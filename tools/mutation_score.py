@@ -20,14 +20,15 @@ of the full suite's (fewer tests can kill no more mutants) and a module whose fu
 test calls is measured in minutes instead of hours. A mutant that only tests outside those folders reach counts as
 ``no_tests`` (not killed).
 
-After tests were added or changed, ``--retry-survivors`` marks the modules' surviving mutants unchecked so they run
-against the current tests, and ``--fresh-stats`` makes mutmut re-record which tests reach each function (it records
-that only for tests it has not seen, so a changed test or a new function is otherwise run against too few tests and
-a mutant the suite kills can be reported as surviving)::
+Naming modules re-runs every mutant of them (mutmut re-runs every mutant it is given by name or pattern).
+``--pending`` runs only the modules' unchecked mutants (e.g. those an interrupted run left) and
+``--retry-survivors`` those and the surviving ones, e.g. after tests were added; ``--fresh-stats`` makes mutmut
+re-record which tests reach each function (it records that only for tests it has not seen, so after a test was
+changed or a function added a mutant can otherwise run against too few tests and be reported as surviving)::
 
     PERTURBTOOLS_DATA_DIR=../shared/data python tools/mutation_score.py pp._deg_core --mirror-tests --retry-survivors --fresh-stats
 
-Results accumulate in ``mutants/`` (git-ignored; mutmut re-runs only what changed). The script writes
+Results accumulate in ``mutants/`` (git-ignored). The script writes
 ``tools/mutation_score.csv`` (module, mutants, killed, survived, equivalent, timeout, no_tests, not_checked, checked,
 score; score = killed / (killed + survived + timeout + no_tests), over the mutants that were checked) and
 ``tools/mutation_survivors.txt`` (the surviving mutants: ``mutmut show NAME`` prints one). A module that this run
@@ -68,28 +69,25 @@ def mirror_test_folders(modules: list[str]) -> list[str]:
     return list(dict.fromkeys(f"tests/{m.split('.')[0]}" for m in modules))
 
 
-def retry_survivors(modules: list[str]) -> int:
-    """Mark the surviving mutants of ``modules`` unchecked so that the next run tests them again; how many."""
-    n = 0
+def pending_mutants(modules: list[str], *, survivors: bool) -> list[str]:
+    """The unchecked mutants of ``modules`` (and the surviving ones with ``survivors``), by name."""
+    names = []
     for module in modules:
         meta = ROOT / "mutants" / "src" / Path(*f"perturbtools.{module}".split(".")).with_suffix(".py.meta")
-        if not meta.exists():
-            continue
-        data = json.loads(meta.read_text())
-        codes = data["exit_code_by_key"]
-        for name, code in codes.items():
-            if code == 0:
-                codes[name] = None
-                n += 1
-        meta.write_text(json.dumps(data))
-    return n
+        if meta.exists():
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+            names += [name for name, code in codes.items() if code is None or (survivors and code == 0)]
+    return names
 
 
-def run(modules: list[str], max_children: int, *, mirror_tests: bool = False, fresh_stats: bool = False) -> None:
-    """Run mutmut on the given modules (all configured ones when empty); optionally with their mirror tests only."""
+def run(
+    modules: list[str], max_children: int, *, mirror_tests: bool = False, fresh_stats: bool = False,
+    names: list[str] | None = None,
+) -> None:  # fmt: skip
+    """Run mutmut on the modules (all configured ones when empty) or the named mutants; optionally on mirror tests."""
     if fresh_stats:  # mutmut re-records which tests reach each function only for tests it has not seen
         (ROOT / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
-    names = [f"perturbtools.{m}.*" for m in modules] or []
+    names = names or [f"perturbtools.{m}.*" for m in modules]
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *names]
     env = _env()
     if mirror_tests:
@@ -171,10 +169,15 @@ def main(argv: list[str]) -> int:
     """Run, then write the CSV and the survivors list."""
     modules = [a for a in argv if not a.startswith("--")]
     max_children = int(next((a.split("=")[1] for a in argv if a.startswith("--max-children=")), 2))
-    if "--retry-survivors" in argv:
-        print(f"{retry_survivors(modules)} surviving mutants marked for a new check")
+    names = None
+    if "--pending" in argv or "--retry-survivors" in argv:
+        names = pending_mutants(modules, survivors="--retry-survivors" in argv)
+        print(f"{len(names)} mutants to check")
+        if not names:
+            argv = [*argv, "--report-only"]
     if "--report-only" not in argv:
-        run(modules, max_children, mirror_tests="--mirror-tests" in argv, fresh_stats="--fresh-stats" in argv)
+        mirror, fresh = "--mirror-tests" in argv, "--fresh-stats" in argv
+        run(modules, max_children, mirror_tests=mirror, fresh_stats=fresh, names=names)
     rows, survivors = scores()
     rows, survivors = merge_with_committed(rows, survivors)
     with (ROOT / "tools" / "mutation_score.csv").open("w", newline="") as fh:
